@@ -19,12 +19,21 @@ from wavlm.outputs import CausalLMOutput, SequenceClassifierOutput, TokenClassif
 class _HeadModel(WavLMPreTrainedModel):
     """A backbone under `self.wavlm` plus the optional learned softmax-weighted sum over all hidden states."""
 
+    uses_weighted_layer_sum = True  # the CTC head always reads the last hidden state, as in transformers
+
     def __init__(self, config: WavLMConfig) -> None:
         super().__init__(config)
         self.wavlm = WavLMModel(config)
-        if config.use_weighted_layer_sum:
+        self.weighted = config.use_weighted_layer_sum and self.uses_weighted_layer_sum
+        if self.weighted:
             num_states = config.num_hidden_layers + 1
             self.layer_weights = nn.Parameter(torch.ones(num_states) / num_states)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self and self.weighted:
+            nn.init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
+        else:
+            super()._init_weights(module)
 
     def freeze_base_model(self) -> None:
         """Train only the head: no gradients into the WavLM backbone."""
@@ -35,11 +44,11 @@ class _HeadModel(WavLMPreTrainedModel):
                       output_attentions: bool | None, output_hidden_states: bool | None,
                       **kwargs: Any) -> tuple[torch.Tensor, Any]:
         """Features for the head (B, T, C): the last hidden state, or the weighted sum of all hidden states."""
-        if self.config.use_weighted_layer_sum:
+        if self.weighted:
             output_hidden_states = True
         outputs = self.wavlm(input_values, attention_mask=attention_mask, output_attentions=output_attentions,
                              output_hidden_states=output_hidden_states, return_dict=True, **kwargs)
-        if not self.config.use_weighted_layer_sum:
+        if not self.weighted:
             return outputs.last_hidden_state, outputs
         states = torch.stack(outputs.hidden_states, dim=1)  # (B, L+1, T, C)
         weights = torch.softmax(self.layer_weights, dim=-1).to(states.dtype)
@@ -63,6 +72,8 @@ def _finish(output_cls: type, return_dict: bool | None, config: WavLMConfig, **f
 
 class WavLMForCTC(_HeadModel):
     """WavLM with a linear CTC head: logits (B, T, vocab_size); `config.pad_token_id` is the CTC blank."""
+
+    uses_weighted_layer_sum = False
 
     def __init__(self, config: WavLMConfig, target_lang: str | None = None) -> None:
         super().__init__(config)
@@ -263,7 +274,8 @@ class WavLMForXVector(_HeadModel):
             count = lengths[:, None].to(x.dtype)
             mean = (x * valid).sum(dim=1) / count
             var = (((x - mean[:, None]) * valid) ** 2).sum(dim=1) / (count - 1)
-            std = var.sqrt()
+            # clamping keeps the gradient finite (zero) where a channel is constant, as torch.std's backward does
+            std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
         embeddings = self.feature_extractor(torch.cat([mean, std], dim=-1))
         logits = self.classifier(embeddings)
         loss = None if labels is None else self.objective(logits, labels)
