@@ -1,0 +1,91 @@
+"""Auto loaders: pick the feature extractor, tokenizer or processor class from the files in a directory / Hub repo.
+
+Mirrors transformers' AutoProcessor / AutoFeatureExtractor / AutoTokenizer for the classes this package has.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from wavlm.features import CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, load_feature_extractor_config
+from wavlm.processor import WavLMProcessor
+from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, VOCAB_NAME, WavLMCTCTokenizer
+
+_FEATURE_EXTRACTORS = {"Wav2Vec2FeatureExtractor", "WavLMFeatureExtractor"}
+_TOKENIZERS = {"Wav2Vec2CTCTokenizer", "WavLMCTCTokenizer"}
+_PROCESSORS = {"Wav2Vec2Processor", "WavLMProcessor"}
+_HUB_KEYS = ("revision", "cache_dir", "token", "local_files_only")
+
+
+def _split_hub(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
+
+
+def _read_json(directory: Path, name: str) -> dict[str, Any]:
+    file = directory / name
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+
+class AutoFeatureExtractor:
+    """`AutoFeatureExtractor.from_pretrained(dir_or_hub_id)` -> `WavLMFeatureExtractor`."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoFeatureExtractor.from_pretrained(dir_or_hub_id)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> WavLMFeatureExtractor:
+        """Read preprocessor_config.json (or processor_config.json); keywords override saved values."""
+        hub = _split_hub(kwargs)
+        config = load_feature_extractor_config(pretrained_model_name_or_path, **hub)
+        kind = config.get("feature_extractor_type", "Wav2Vec2FeatureExtractor")
+        if kind not in _FEATURE_EXTRACTORS:
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {kind}; wavlm supports "
+                             f"{sorted(_FEATURE_EXTRACTORS)} (raw-waveform models)")
+        return WavLMFeatureExtractor.from_dict(config, **kwargs)
+
+
+class AutoTokenizer:
+    """`AutoTokenizer.from_pretrained(dir_or_hub_id)` -> `WavLMCTCTokenizer`."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoTokenizer.from_pretrained(dir_or_hub_id)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> WavLMCTCTokenizer:
+        """Read tokenizer_config.json to check the class, then load vocab.json and the rest."""
+        from wavlm.hub import resolve_files
+
+        hub = _split_hub(kwargs)
+        directory = resolve_files(pretrained_model_name_or_path, [TOKENIZER_CONFIG_NAME, VOCAB_NAME], **hub)
+        kind = _read_json(directory, TOKENIZER_CONFIG_NAME).get("tokenizer_class") or "Wav2Vec2CTCTokenizer"
+        if kind not in _TOKENIZERS:
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {kind}; wavlm supports {sorted(_TOKENIZERS)}")
+        return WavLMCTCTokenizer.from_pretrained(pretrained_model_name_or_path, **hub, **kwargs)
+
+
+class AutoProcessor:
+    """`AutoProcessor.from_pretrained(dir_or_hub_id)` -> `WavLMProcessor`, or the feature extractor alone when
+    the source has no tokenizer (pre-trained-only checkpoints such as microsoft/wavlm-base-plus)."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoProcessor.from_pretrained(dir_or_hub_id)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike,
+                        **kwargs: Any) -> WavLMProcessor | WavLMFeatureExtractor:
+        """Pick the class from processor_class / the files present; keywords go as in `WavLMProcessor`."""
+        from wavlm.hub import resolve_files
+
+        hub = {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
+        directory = resolve_files(pretrained_model_name_or_path,
+                                  [CONFIG_NAME, PROCESSOR_CONFIG_NAME, TOKENIZER_CONFIG_NAME, VOCAB_NAME], **hub)
+        for name in (PROCESSOR_CONFIG_NAME, CONFIG_NAME, TOKENIZER_CONFIG_NAME):
+            kind = _read_json(directory, name).get("processor_class")
+            if kind and kind not in _PROCESSORS:
+                raise ValueError(f"{pretrained_model_name_or_path} holds a {kind}; wavlm supports {sorted(_PROCESSORS)}")
+        if (directory / VOCAB_NAME).is_file():
+            return WavLMProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        kwargs.pop("target_lang", None)
+        return AutoFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs)
