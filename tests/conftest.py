@@ -1,9 +1,11 @@
 """Shared fixtures: tiny WavLM configurations (hidden 32, 2 layers, conv strides multiplying to 320) that keep the
-whole suite fast on 2 CPU cores."""
+whole suite fast on 2 CPU cores, and a character vocabulary as written by wav2vec2 CTC fine-tuning."""
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,24 @@ def tiny_kwargs(variant: str = "base", **overrides) -> dict:
 @pytest.fixture(params=sorted(VARIANTS))
 def variant(request) -> str:
     return request.param
+
+LETTERS = list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
+
+
+def make_vocab() -> dict[str, int]:
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    for i, c in enumerate(LETTERS):
+        vocab[c] = 5 + i
+    return vocab
+
+
+@pytest.fixture
+def vocab() -> dict[str, int]:
+    return make_vocab()
+
+
+@pytest.fixture
+def vocab_file(tmp_path: Path, vocab: dict[str, int]) -> Path:
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(vocab))
+    return path

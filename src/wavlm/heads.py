@@ -258,13 +258,15 @@ class WavLMForXVector(_HeadModel):
                 **kwargs: Any) -> XVectorOutput | tuple:
         hidden, outputs = self._run_backbone(input_values, attention_mask, output_attentions, output_hidden_states,
                                              **kwargs)
+        needed = frames_needed(self.config)
+        if hidden.shape[1] < needed:
+            samples = (needed - 1) * self.config.frame_stride + self.config.receptive_field
+            raise ValueError(f"the x-vector TDNN needs at least 2 output frames, i.e. {needed} backbone frames "
+                             f"({samples} samples at 16 kHz); this audio gives {hidden.shape[1]} frames")
         x = self.projector(hidden)
         for layer in self.tdnn:
             x = layer(x)
         frames = x.shape[1]
-        if frames < 2:
-            raise ValueError(f"the x-vector TDNN needs at least 2 output frames, got {frames}; the audio is too short "
-                             f"(needs about {(frames_needed(self.config) - 1) * self.config.frame_stride + self.config.receptive_field} samples)")
         if attention_mask is None:
             mean, std = x.mean(dim=1), x.std(dim=1)
         else:
