@@ -122,6 +122,8 @@ class WavLMConfig:
     architectures: list[str] | None = None
     chunk_size_feed_forward: int = 0
     is_encoder_decoder: bool = False
+    # the transformers version a config was written with; save_pretrained writes the format version it follows
+    transformers_version: str | None = None
 
     model_type = "wavlm"
 
@@ -132,7 +134,9 @@ class WavLMConfig:
             kwargs.setdefault("dtype", torch_dtype)
         # values transformers derives and writes, recomputed here
         kwargs.pop("num_feat_extract_layers", None)
-        kwargs.pop("model_type", None)
+        model_type = kwargs.pop("model_type", None)
+        if model_type not in (None, self.model_type):
+            raise ValueError(f"config has model_type {model_type!r}; wavlm loads only model_type 'wavlm'")
         self._extra: dict[str, Any] = {}
         for f in fields(self):
             value = kwargs.pop(f.name) if f.name in kwargs else copy.deepcopy(f.default)
@@ -275,6 +279,8 @@ class WavLMConfig:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else copy.deepcopy(value)
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        if out["transformers_version"] is None:
+            del out["transformers_version"]
         out["num_feat_extract_layers"] = self.num_feat_extract_layers
         out["model_type"] = self.model_type
         for key in self._extra:
