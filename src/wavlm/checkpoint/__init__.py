@@ -4,6 +4,7 @@ mismatches raise one CheckpointError that lists them; only task-head weights may
 and named in one warning)."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -150,20 +151,24 @@ def load_pretrained(cls: type, name_or_path: str | os.PathLike, *, config: WavLM
                     **kwargs: Any) -> nn.Module:
     """Build `cls` on the meta device and assign the checkpoint's tensors to it (no double initialisation).
 
-    `torch_dtype`/`dtype`: a dtype or "auto" (the checkpoint's own dtype); default float32. `device` (or a single
-    device as `device_map`) moves the model. Remaining keyword arguments override config fields, as in
-    transformers (`num_labels=...`)."""
+    `torch_dtype`/`dtype`: a dtype, or "auto" (the default, as in transformers 5: config.json's dtype, else the
+    weights' own floating-point dtype).
+    `device` (or a single device as `device_map`) moves the model. Remaining keyword arguments override config
+    fields, as in transformers (`num_labels=...`)."""
     hub_args = {k: kwargs.pop(k) for k in _HUB_ARGS if k in kwargs}
     for ignored in ("use_safetensors", "low_cpu_mem_usage", "trust_remote_code", "attn_implementation"):
         kwargs.pop(ignored, None)
     if device is None and isinstance(device_map, (str, torch.device)) and device_map != "auto":
         device = device_map
-    target_dtype = _dtype(dtype if dtype is not None else torch_dtype)
+    target_dtype = _dtype(dtype if dtype is not None else torch_dtype if torch_dtype is not None else "auto")
     directory, original = _resolve(name_or_path, hub_args)
 
+    if config is not None:
+        config = copy.deepcopy(config)  # as transformers: the caller's config is not modified
     if original is not None:
         if config is None:
             config = config_from_original(original["cfg"], **kwargs)
+            kwargs = {}
         state = state_dict_from_original(original["model"], config)
         source = f"original checkpoint {name_or_path}"
     else:
@@ -175,7 +180,7 @@ def load_pretrained(cls: type, name_or_path: str | os.PathLike, *, config: WavLM
             config = WavLMConfig.from_json_file(config_file)
         state, weights_file = read_weights(directory)
         source = str(weights_file)
-    if kwargs and original is None:
+    if kwargs:
         for key, value in kwargs.items():
             if key == "num_labels":
                 config.num_labels = value
@@ -190,8 +195,9 @@ def load_pretrained(cls: type, name_or_path: str | os.PathLike, *, config: WavLM
     if new_keys:
         warnings.warn(f"{cls.__name__}: these weights are not in {source} and were newly initialised; train them "
                       f"before use: {sorted(new_keys)}", stacklevel=3)
-    if target_dtype == "auto":
-        target_dtype = next(iter(state.values())).dtype if state else torch.float32
+    if target_dtype == "auto":  # as transformers: the config's dtype, else the checkpoint's floating-point dtype
+        target_dtype = _dtype(config.dtype) if config.dtype else next(
+            (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
     model.to(dtype=target_dtype or torch.float32)
     if device is not None:
         model.to(device)
