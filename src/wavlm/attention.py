@@ -16,9 +16,59 @@ from torch import nn
 from wavlm.config import WavLMConfig
 
 # Above this many bytes for one layer's (B, H, T, T) gated bias, attention runs in query blocks.
-FULL_BIAS_BUDGET_BYTES = 256 * 2**20
+FULL_BIAS_BUDGET_BYTES = 512 * 2**20
 # Target size of one block's (B, H, block, T) bias.
-BLOCK_BIAS_BYTES = 32 * 2**20
+BLOCK_BIAS_BYTES = 128 * 2**20
+
+
+# oneDNN's fp32/bf16 matrix product uses the CPU's widest vector units; the default BLAS on this build (MKL) stays
+# on AVX2 on AMD CPUs, so oneDNN runs the transformer's linear layers about twice as fast there. Inference only:
+# the op has no autograd formula, and compilers/exporters get the plain F.linear they know how to lower.
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh"),
+                       "relu": ("relu", "")}
+
+
+def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True where `linear` may call oneDNN directly: CPU, fp32/bf16, no gradient, eager (not compiling/tracing)."""
+    return (_ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+            and weight.dtype == x.dtype and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
+def tensors_key(tensors: list[torch.Tensor]) -> tuple:
+    """What a cache derived from `tensors` depends on: the tensor objects themselves (held, so that their memory
+    cannot be reused by others) and their versions (in-place updates such as load_state_dict bump them; inference
+    tensors have none). Compare keys with `same_key`."""
+    return tuple((t, 0 if t.is_inference() else t._version, t.dtype) for t in tensors)
+
+
+def same_key(a: tuple | None, b: tuple) -> bool:
+    return a is not None and len(a) == len(b) and all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a, b))
+
+
+def onednn_activation(name: str | None) -> tuple[str, list, str]:
+    """oneDNN post-op arguments (kind, scalars, algorithm) for an activation name, or none."""
+    kind, algorithm = ONEDNN_ACTIVATIONS[name] if name else ("none", "")
+    return kind, [], algorithm
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           activation: str | None = None) -> torch.Tensor:
+    """F.linear, optionally followed by `activation` (one of ONEDNN_ACTIVATIONS), fused into oneDNN where possible."""
+    if use_onednn(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, *onednn_activation(activation))
+    y = F.linear(x, weight, bias)
+    if activation in ("gelu_new", "gelu_pytorch_tanh"):
+        return F.gelu(y, approximate="tanh")
+    return F.gelu(y) if activation == "gelu" else (F.relu(y) if activation == "relu" else y)
+
+
+def apply_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """layer(x), through `linear` for a plain nn.Linear (a quantised or otherwise replaced layer runs as itself)."""
+    if type(layer) is nn.Linear:
+        return linear(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 def relative_position_buckets(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -41,14 +91,19 @@ def position_bias_table(embedding: nn.Embedding, num_frames: int, num_buckets: i
                         max_distance: int) -> torch.Tensor:
     """(H, 2T-1) bias per head for every offset from -(T-1) to T-1 (column `offset + T - 1`)."""
     offsets = torch.arange(-(num_frames - 1), num_frames, device=embedding.weight.device)
-    return embedding(relative_position_buckets(offsets, num_buckets, max_distance)).t()
+    # contiguous per head, so that bias rows cut from it (and gated products of them) are dense row-major blocks
+    return embedding(relative_position_buckets(offsets, num_buckets, max_distance)).t().contiguous()
 
 
 def position_bias_rows(table: torch.Tensor, start: int, end: int) -> torch.Tensor:
-    """Rows `start:end` of the (H, T, T) bias, bias[h, i, j] = table[h, j - i + T - 1], as (1, H, end-start, T)."""
+    """Rows `start:end` of the (H, T, T) bias, bias[h, i, j] = table[h, j - i + T - 1], as (1, H, end-start, T).
+
+    A gather with an index built from two aranges: it traces with symbolic T (export, dynamic compile), which a
+    sliding-window view of the table does not."""
     num_frames = (table.shape[1] + 1) // 2
-    windows = table.unfold(1, num_frames, 1)  # (H, T, T) view: windows[h, m, j] = table[h, m + j]
-    return windows[:, num_frames - end:num_frames - start].flip(1).unsqueeze(0)
+    keys = torch.arange(num_frames, device=table.device)
+    queries = torch.arange(start, end, device=table.device)
+    return table[:, keys[None, :] - queries[:, None] + (num_frames - 1)].unsqueeze(0)
 
 
 def choose_block_size(batch: int, heads: int, num_frames: int, itemsize: int) -> int | None:
@@ -75,7 +130,30 @@ class Attention(nn.Module):
         self.gru_rel_pos_linear = nn.Linear(self.head_dim, 8)
         self.gru_rel_pos_const = nn.Parameter(torch.ones(1, self.num_heads, 1, 1))
         if has_relative_position_bias:  # only layer 0 owns the table; the others reuse its bias
-            self.rel_attn_embed = nn.Embedding(self.num_buckets, self.num_heads)
+            # initialised by the model's _init_weights; skipping nn.Embedding's own N(0, 1) init keeps meta-device
+            # construction free of torch's reference kernels (which import torch._dynamo)
+            self.rel_attn_embed = nn.Embedding(self.num_buckets, self.num_heads,
+                                               _weight=torch.empty(self.num_buckets, self.num_heads))
+        self._fused_qkv: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # inference cache, not state
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v (B, H, T, K) from x (B, T, C). On the oneDNN path one product with the concatenated weights,
+        cached until a weight changes (same parameters and state-dict keys, one pass over x instead of three)."""
+        batch, frames, _ = x.shape
+        layers = (self.q_proj, self.k_proj, self.v_proj)
+        if all(type(layer) is nn.Linear for layer in layers) and use_onednn(x, self.q_proj.weight):
+            params = [p for layer in layers for p in (layer.weight, layer.bias)]
+            key = tensors_key(params)
+            if self._fused_qkv is None or not same_key(self._fused_qkv[0], key):
+                with torch.no_grad():
+                    weight = torch.cat([layer.weight for layer in layers])
+                    bias = torch.cat([layer.bias for layer in layers])
+                self._fused_qkv = (key, weight, bias)
+            qkv = linear(x, self._fused_qkv[1], self._fused_qkv[2])
+            qkv = qkv.view(batch, frames, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            return qkv[0], qkv[1], qkv[2]
+        split = (batch, frames, self.num_heads, self.head_dim)
+        return tuple(apply_linear(layer, x).view(split).transpose(1, 2) for layer in layers)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Per-query gate (B, H, T, 1) computed from the attention input x (B, T, C), not from the projected queries."""
@@ -91,10 +169,7 @@ class Attention(nn.Module):
         """x (B, T, C); position_bias (1, H, T, T), or the (H, 2T-1) table when `block_size` is set; key_padding
         (B, T) bool, True = padded frame (never attended to). Returns (B, T, C) and, if asked, weights (B, H, T, T)."""
         batch, frames, dim = x.shape
-        split = (batch, frames, self.num_heads, self.head_dim)
-        q = self.q_proj(x).view(split).transpose(1, 2)
-        k = self.k_proj(x).view(split).transpose(1, 2)
-        v = self.v_proj(x).view(split).transpose(1, 2)
+        q, k, v = self.project_qkv(x)
         gate = self.gate(x)
         padding = None
         if key_padding is not None:
@@ -112,19 +187,25 @@ class Attention(nn.Module):
             weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
             out = torch.matmul(F.dropout(weights, dropout, self.training), v)
         elif block_size is None:
-            bias = (gate * position_bias).to(q.dtype)
-            if padding is not None:
-                bias = bias + padding
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=gated_bias(gate, position_bias, padding, q.dtype),
+                                                 dropout_p=dropout)
         else:
-            blocks = []
+            out = torch.empty_like(q)
             for start in range(0, frames, block_size):
                 end = min(start + block_size, frames)
-                bias = (gate[:, :, start:end] * position_bias_rows(position_bias, start, end)).to(q.dtype)
-                if padding is not None:
-                    bias = bias + padding
-                blocks.append(F.scaled_dot_product_attention(q[:, :, start:end], k, v, attn_mask=bias,
-                                                             dropout_p=dropout))
-            out = torch.cat(blocks, dim=2)
+                bias = gated_bias(gate[:, :, start:end], position_bias_rows(position_bias, start, end), padding,
+                                  q.dtype)
+                out[:, :, start:end] = F.scaled_dot_product_attention(q[:, :, start:end], k, v, attn_mask=bias,
+                                                                      dropout_p=dropout)
         out = out.transpose(1, 2).reshape(batch, frames, dim)
-        return self.out_proj(out), weights
+        return apply_linear(self.out_proj, out), weights
+
+
+def gated_bias(gate: torch.Tensor, bias: torch.Tensor, padding: torch.Tensor | None,
+               dtype: torch.dtype) -> torch.Tensor:
+    """gate (B, H, L, 1) * bias (1, H, L, T) [+ padding (B, 1, 1, T) of 0/-inf], written once as (B, H, L, T)."""
+    if padding is None or bias.dtype != dtype:
+        gated = (gate * bias).to(dtype)
+        return gated if padding is None else gated + padding
+    # padding is 0 or -inf, so adding it inside the fused multiply-add rounds exactly like adding it afterwards
+    return torch.addcmul(padding, gate, bias)

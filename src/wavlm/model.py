@@ -7,6 +7,7 @@ transformers carry a `# parity:` comment.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any
@@ -17,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from wavlm.attention import Attention, choose_block_size, position_bias_rows, position_bias_table
+from wavlm.attention import (ONEDNN_ACTIVATIONS, Attention, apply_linear, choose_block_size, linear,
+                             onednn_activation, position_bias_rows, position_bias_table, same_key, tensors_key,
+                             use_onednn)
 from wavlm.config import WavLMConfig
 from wavlm.masking import compute_mask_indices
 from wavlm.outputs import WavLMBaseModelOutput
@@ -51,14 +54,22 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def conv_output_lengths(lengths: torch.Tensor, kernels: tuple[int, ...], strides: tuple[int, ...]) -> torch.Tensor:
-    """Output length of a stack of unpadded convolutions for input lengths (any integer tensor)."""
+def conv_output_lengths(lengths: torch.Tensor | int, kernels: tuple[int, ...], strides: tuple[int, ...]
+                        ) -> torch.Tensor | int:
+    """Output length of a stack of unpadded convolutions for input lengths (any integer tensor, or an int)."""
     for kernel, stride in zip(kernels, strides):
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        if isinstance(lengths, torch.Tensor):
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        else:
+            lengths = (lengths - kernel) // stride + 1
     return lengths
 
 
 # ------------------------------------------------------------------------------------------- conv feature encoder
+# Above this many bytes of first-layer output (about 2 minutes of audio in fp32), inference runs the conv stack in
+# chunks: its activations at 16 kHz are ~60x larger than the transformer's.
+CONV_CHUNK_BYTES = 512 * 2**20
+
 class ConvLayer(nn.Module):
     """Conv1d -> optional norm -> activation. Norm: GroupNorm(C, C) on layer 0 only ("group") or LayerNorm over
     channels on every layer ("layer")."""
@@ -75,35 +86,58 @@ class ConvLayer(nn.Module):
         elif self.norm_kind == "group":
             self.layer_norm = nn.GroupNorm(out_channels, out_channels, affine=True)
         self.activation = activation(config.feat_extract_activation)
+        self.activation_name = config.feat_extract_activation
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None,
+                stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x (B, C_in, N) -> (B, C_out, T). `valid` (B, 1, T) restricts GroupNorm statistics to real frames;
+        `stats` (mean, var), each (B, C, 1), replaces them (a chunk of a longer input normalised as a whole).
+
+        Convolutions stay channels-first: oneDNN's channels-last kernels are faster here but sum in another order,
+        which moved conv features by up to 1e-5 from transformers (whose nn.Conv1d runs the same channels-first
+        kernel as this, so the numbers match)."""
+        if self.norm_kind is None and self.activation_name in ONEDNN_ACTIVATIONS and use_onednn(x, self.conv.weight):
+            return torch.ops.mkldnn._convolution_pointwise(  # activation fused into the convolution
+                x.contiguous(), self.conv.weight, self.conv.bias, self.conv.padding, self.conv.stride,
+                self.conv.dilation, 1, *onednn_activation(self.activation_name))
+        y = self.convolve(x)
+        if self.norm_kind == "layer":
+            y = self.layer_norm(y.transpose(1, 2)).transpose(1, 2)
+        elif self.norm_kind == "group" and stats is not None:
+            norm, dtype = self.layer_norm, y.dtype
+            mean, var = stats
+            y = (y.to(mean.dtype) - mean) * torch.rsqrt(var + norm.eps)
+            y = (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
+        elif self.norm_kind == "group":
+            y = self.layer_norm(y) if valid is None else masked_group_norm(y, valid, self.layer_norm)
+        return self.activation(y)
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution alone, (B, C_in, N) -> (B, C_out, T)."""
         if self.conv.in_channels == 1:
-            # A 1-channel conv is a matrix product over strided frames of the waveform; it runs far faster than
-            # Conv1d with 512 output channels on CPU and gives the same numbers.
+            # A 1-channel conv is a matrix product over strided frames of the waveform: far faster than Conv1d with
+            # 512 output channels on CPU, and the same numbers. W (C, k) @ frames (B, k, T) is (B, C, T) directly.
             kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
             frames = x[:, 0].unfold(-1, kernel, stride)  # (B, T, k)
-            y = F.linear(frames, self.conv.weight[:, 0], self.conv.bias)
-            return y.transpose(1, 2)
+            weight = self.conv.weight[:, 0]
+            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+                # parity: training keeps transformers' gradient numerics (the GroupNorm backward of a transposed view)
+                return F.linear(frames, weight, self.conv.bias).transpose(1, 2)
+            y = torch.bmm(weight.expand(x.shape[0], *weight.shape), frames.transpose(1, 2))  # writes (B, C, T)
+            return y if self.conv.bias is None else y + self.conv.bias[:, None]
         return self.conv(x)
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C_in, N) -> (B, C_out, T). `valid` (B, 1, T) restricts GroupNorm statistics to real frames."""
-        x = self.convolve(x)
-        if self.norm_kind == "layer":
-            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
-        elif self.norm_kind == "group":
-            x = self.layer_norm(x) if valid is None else masked_group_norm(x, valid, self.layer_norm)
-        return self.activation(x)
 
 
 def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group)."""
+    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group), computed in the
+    norm's dtype (fp32 when the model runs in bfloat16 with fp32 norms)."""
+    dtype, x = x.dtype, x.to(norm.weight.dtype)
     valid = valid.to(x.dtype)
     count = valid.sum(-1, keepdim=True).clamp(min=1)
     mean = (x * valid).sum(-1, keepdim=True) / count
     var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
     y = (x - mean) * torch.rsqrt(var + norm.eps)
-    return y * norm.weight[:, None] + norm.bias[:, None]
+    return (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
 
 
 class ConvFeatureEncoder(nn.Module):
@@ -121,22 +155,72 @@ class ConvFeatureEncoder(nn.Module):
             p.requires_grad = False
         self._requires_grad = False
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """wav (B, N) float; lengths (B,) valid samples, used only for padding-invariant GroupNorm."""
-        x = wav[:, None]
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                chunk_frames: int | None = None) -> torch.Tensor:
+        """wav (B, N) float; lengths (B,) valid samples, used only for padding-invariant GroupNorm.
+
+        `chunk_frames`: output frames per chunk; None chunks automatically when the first layer's output would
+        exceed CONV_CHUNK_BYTES (long audio, inference), 0 never. Chunks overlap by the receptive field, so the
+        result is the same as in one piece; the first layer's GroupNorm statistics are gathered in a first pass."""
+        x = wav[:, None].to(self.conv_layers[0].conv.weight.dtype)  # fp32 audio into a bfloat16 model
         if self._requires_grad and self.training:
             x.requires_grad_(True)  # lets gradient checkpointing of the first layer propagate
+        frames = conv_output_lengths(x.shape[-1], self.kernels, self.strides)  # python int (or SymInt)
+        if chunk_frames is None and not (self.training or torch.compiler.is_exporting()):
+            first = x.shape[0] * (x.shape[-1] // self.strides[0]) * self.conv_layers[0].conv.out_channels
+            if first * x.element_size() > CONV_CHUNK_BYTES:
+                chunk_frames = max(1, CONV_CHUNK_BYTES // (first * x.element_size() // frames))
+        if chunk_frames and chunk_frames < frames:
+            return self.chunked(x, lengths, chunk_frames, frames)
         for i, layer in enumerate(self.conv_layers):
-            valid = None
-            if lengths is not None and layer.norm_kind == "group":
-                out_lengths = conv_output_lengths(lengths, self.kernels[:i + 1], self.strides[:i + 1])
-                out_frames = (x.shape[-1] - self.kernels[i]) // self.strides[i] + 1
-                valid = (torch.arange(out_frames, device=x.device) < out_lengths[:, None])[:, None, :]
+            valid = self.valid_frames(lengths, i, x.shape[-1]) if layer.norm_kind == "group" else None
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, valid, use_reentrant=False)
             else:
                 x = layer(x, valid)
         return x
+
+    def valid_frames(self, lengths: torch.Tensor | None, index: int, in_samples: int) -> torch.Tensor | None:
+        """(B, 1, T) True for layer `index`'s output frames that come from real samples, or None."""
+        if lengths is None:
+            return None
+        out_lengths = conv_output_lengths(lengths, self.kernels[:index + 1], self.strides[:index + 1])
+        out_frames = (in_samples - self.kernels[index]) // self.strides[index] + 1
+        return (torch.arange(out_frames, device=lengths.device) < out_lengths[:, None])[:, None, :]
+
+    def chunked(self, x: torch.Tensor, lengths: torch.Tensor | None, chunk: int, frames: int) -> torch.Tensor:
+        """The conv stack over `chunk` output frames at a time (memory linear in the chunk, not the input)."""
+        hop, field = math.prod(self.strides), 1
+        for kernel, stride in zip(reversed(self.kernels), reversed(self.strides)):
+            field = (field - 1) * stride + kernel
+        first = self.conv_layers[0]
+        stats = None
+        if first.norm_kind == "group":  # pass 1: per-channel mean and variance of the first conv's whole output
+            kernel, stride = self.kernels[0], self.strides[0]
+            total = (x.shape[-1] - kernel) // stride + 1
+            valid = self.valid_frames(lengths, 0, x.shape[-1])
+            step = chunk * hop // stride
+            sums = squares = counts = 0.0
+            for start in range(0, total, step):
+                end = min(start + step, total)
+                y = first.convolve(x[..., start * stride:(end - 1) * stride + kernel]).double()
+                weight = 1.0 if valid is None else valid[..., start:end].double()
+                sums = sums + (y * weight).sum(-1, keepdim=True)
+                squares = squares + (y * y * weight).sum(-1, keepdim=True)
+                counts = counts + (torch.tensor(float(end - start)) if valid is None else weight.sum(-1, True))
+            counts = torch.as_tensor(counts, dtype=torch.float64).clamp(min=1)
+            mean = sums / counts
+            var = (squares / counts - mean * mean).clamp(min=0)
+            dtype = first.layer_norm.weight.dtype
+            stats = (mean.to(dtype), var.to(dtype))
+        pieces = []
+        for start in range(0, frames, chunk):
+            end = min(start + chunk, frames)
+            y = x[..., start * hop:(end - 1) * hop + field]
+            for i, layer in enumerate(self.conv_layers):
+                y = layer(y, None, stats if i == 0 else None)
+            pieces.append(y)
+        return torch.cat(pieces, dim=-1)
 
 
 class FeatureProjection(nn.Module):
@@ -150,6 +234,8 @@ class FeatureProjection(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.layer_norm(features)
+        # parity: a small product, left on the default BLAS like transformers; oneDNN's rounding here would be
+        # magnified by the encoder's first LayerNorm and reach every layer
         return self.dropout(self.projection(normed)), normed
 
 
@@ -160,17 +246,44 @@ class PositionalConvEmbedding(nn.Module):
     def __init__(self, config: WavLMConfig) -> None:
         super().__init__()
         kernel = config.num_conv_pos_embeddings
-        conv = nn.Conv1d(config.hidden_size, config.hidden_size, kernel, padding=kernel // 2,
-                         groups=config.num_conv_pos_embedding_groups)
-        nn.init.normal_(conv.weight, 0.0, 2.0 * math.sqrt(1.0 / (kernel * config.hidden_size)))
-        nn.init.zeros_(conv.bias)
-        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        # Registering weight norm computes a norm, which on meta tensors imports torch._dynamo (about 1 s of
+        # start-up), so under a meta-device context (from_pretrained) this one module is built on the CPU; the
+        # loader assigns the checkpoint's tensors to it all the same.
+        on_meta = torch.empty(0).device.type == "meta"
+        with torch.device("cpu") if on_meta else contextlib.nullcontext():
+            conv = nn.Conv1d(config.hidden_size, config.hidden_size, kernel, padding=kernel // 2,
+                             groups=config.num_conv_pos_embedding_groups)
+            nn.init.normal_(conv.weight, 0.0, 2.0 * math.sqrt(1.0 / (kernel * config.hidden_size)))
+            nn.init.zeros_(conv.bias)
+            self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel % 2 == 0 else 0  # an even kernel with padding k//2 yields one extra frame
         self.activation = activation(config.feat_extract_activation)
+        self.activation_name = config.feat_extract_activation
+        self._weight: tuple[tuple, torch.Tensor] | None = None  # inference cache of the normalised weight
+
+    def weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight-normalised kernel; in inference computed once per change of g or v instead of every call."""
+        if not use_onednn(x, self.conv.parametrizations.weight.original1):
+            return self.conv.weight
+        params = self.conv.parametrizations.weight
+        key = tensors_key([params.original0, params.original1])
+        if self._weight is None or not same_key(self._weight[0], key):
+            with torch.no_grad():
+                self._weight = (key, self.conv.weight)
+        return self._weight[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C)"""
-        y = self.conv(x.transpose(1, 2))
+        conv = self.conv
+        x = x.transpose(1, 2)
+        weight = self.weight(x)
+        if self.activation_name in ONEDNN_ACTIVATIONS and use_onednn(x, weight):
+            y = torch.ops.mkldnn._convolution_pointwise(x.contiguous(), weight, conv.bias, conv.padding, conv.stride,
+                                                        conv.dilation, conv.groups,
+                                                        *onednn_activation(self.activation_name))
+            return (y[:, :, :-self.trim] if self.trim else y).transpose(1, 2)
+        # parity: trim before the activation, as transformers does (same values, and the same gradient numerics)
+        y = conv._conv_forward(x, weight, conv.bias)
         if self.trim:
             y = y[:, :, :-self.trim]
         return self.activation(y).transpose(1, 2)
@@ -184,10 +297,16 @@ class FeedForward(nn.Module):
         self.intermediate_act_fn = activation(config.hidden_act)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.output_dropout = nn.Dropout(config.hidden_dropout)
+        self.fused_activation = config.hidden_act if config.hidden_act in ONEDNN_ACTIVATIONS else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
-        return self.output_dropout(self.output_dense(x))
+        dense = self.intermediate_dense
+        if type(dense) is nn.Linear and self.fused_activation is not None:
+            x = linear(x, dense.weight, dense.bias, self.fused_activation)  # activation fused into the product
+        else:
+            x = self.intermediate_act_fn(dense(x))
+        x = self.intermediate_dropout(x)
+        return self.output_dropout(apply_linear(self.output_dense, x))
 
 
 class EncoderLayer(nn.Module):
@@ -249,7 +368,7 @@ class Encoder(nn.Module):
         block_size = attention_block_size
         if block_size is None:
             block_size = choose_block_size(batch, heads, frames, x.element_size())
-        elif block_size >= frames:
+        elif block_size == 0 or block_size >= frames:  # 0: never split (no shape test, for export)
             block_size = None
         table = position_bias_table(self.layers[0].attention.rel_attn_embed, frames, self.config.num_buckets,
                                     self.config.max_bucket_distance)
@@ -359,6 +478,8 @@ class WavLMPreTrainedModel(nn.Module):
                 nn.init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, WavLMModel) and hasattr(module, "masked_spec_embed"):
+            nn.init.uniform_(module.masked_spec_embed)
 
     # -- checkpoints
     @classmethod
@@ -476,7 +597,7 @@ class WavLMModel(WavLMPreTrainedModel):
         self.feature_extractor = ConvFeatureEncoder(config)
         self.feature_projection = FeatureProjection(config)
         if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
-            self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
+            self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size))
         self.encoder = Encoder(config)
         self.adapter = Adapter(config) if config.add_adapter else None
         self.post_init()
@@ -510,7 +631,7 @@ class WavLMModel(WavLMPreTrainedModel):
         normalises); attention_mask (B, N) 1 for real samples, 0 for right padding.
 
         `attention_block_size` (wavlm only): query rows per attention block; None chooses full attention for short
-        inputs and exact blockwise attention (linear memory) for long ones. `output_attentions=True` returns real
+        inputs and exact blockwise attention (linear memory) for long ones; 0 always runs full attention. `output_attentions=True` returns real
         per-head weights (B, H, T, T); transformers returns the head average repeated over heads.
         """
         config = self.config
