@@ -66,9 +66,13 @@ def conv_output_lengths(lengths: torch.Tensor | int, kernels: tuple[int, ...], s
 
 
 # ------------------------------------------------------------------------------------------- conv feature encoder
-# Above this many bytes of first-layer output (about 2 minutes of audio in fp32), inference runs the conv stack in
-# chunks: its activations at 16 kHz are ~60x larger than the transformer's.
+# Above this many bytes of first-layer output (about 80 s of audio in fp32), inference runs the conv stack in
+# chunks: its activations at 16 kHz are ~60x larger than the transformer's. Chunks cost time (the first layer runs
+# twice to gather GroupNorm statistics), so they are kept for inputs that would not fit otherwise.
 CONV_CHUNK_BYTES = 512 * 2**20
+# Above this many bytes of first-layer output (about 10 s of audio), inference runs the later conv layers in chunks.
+TAIL_CHUNK_BYTES = 64 * 2**20
+
 
 class ConvLayer(nn.Module):
     """Conv1d -> optional norm -> activation. Norm: GroupNorm(C, C) on layer 0 only ("group") or LayerNorm over
@@ -108,9 +112,22 @@ class ConvLayer(nn.Module):
             mean, var = stats
             y = (y.to(mean.dtype) - mean) * torch.rsqrt(var + norm.eps)
             y = (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
+        elif self.norm_kind == "group" and valid is None and not torch.is_grad_enabled():
+            return self.group_norm_activation_(y)
         elif self.norm_kind == "group":
             y = self.layer_norm(y) if valid is None else masked_group_norm(y, valid, self.layer_norm)
         return self.activation(y)
+
+    def group_norm_activation_(self, y: torch.Tensor) -> torch.Tensor:
+        """GroupNorm (one channel per group) and the activation, in place on y (B, C, T): the first layer's output is
+        the largest activation of the model (20 MB per second of audio), and inference needs only one copy of it."""
+        norm = self.layer_norm
+        var, mean = torch.var_mean(y.to(norm.weight.dtype), dim=-1, keepdim=True, correction=0)
+        scale = torch.rsqrt(var + norm.eps) * norm.weight[:, None]
+        y.mul_(scale.to(y.dtype)).add_((norm.bias[:, None] - mean * scale).to(y.dtype))
+        if self.activation_name == "gelu":
+            return torch.ops.aten.gelu_(y)
+        return torch.relu_(y) if self.activation_name == "relu" else self.activation(y)
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution alone, (B, C_in, N) -> (B, C_out, T)."""
@@ -178,7 +195,28 @@ class ConvFeatureEncoder(nn.Module):
                 x = checkpoint(layer, x, valid, use_reentrant=False)
             else:
                 x = layer(x, valid)
+            if i == 0 and not torch.is_grad_enabled() and x.numel() * x.element_size() > TAIL_CHUNK_BYTES:
+                return self.tail_chunked(x)
         return x
+
+    def tail_chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """Layers 1.. over overlapping time chunks of layer 0's output x (B, C, L). They have no statistics over
+        time, so each chunk gives exactly its part of the result; oneDNN then copies a chunk, not the whole input,
+        into its blocked layout (at 60 s that copy alone was 375 MB)."""
+        kernels, strides = self.kernels[1:], self.strides[1:]
+        hop, field = math.prod(strides), 1
+        for kernel, stride in zip(reversed(kernels), reversed(strides)):
+            field = (field - 1) * stride + kernel
+        frames = conv_output_lengths(x.shape[-1], kernels, strides)
+        chunk = max(1, TAIL_CHUNK_BYTES // 2 // (x.shape[0] * x.shape[1] * hop * x.element_size()))
+        pieces = []
+        for start in range(0, frames, chunk):
+            end = min(start + chunk, frames)
+            y = x[..., start * hop:(end - 1) * hop + field]
+            for layer in self.conv_layers[1:]:
+                y = layer(y)
+            pieces.append(y)
+        return torch.cat(pieces, dim=-1)
 
     def valid_frames(self, lengths: torch.Tensor | None, index: int, in_samples: int) -> torch.Tensor | None:
         """(B, 1, T) True for layer `index`'s output frames that come from real samples, or None."""

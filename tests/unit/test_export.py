@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import wavlm
-from tests.conftest import tiny_kwargs
+from conftest import tiny_kwargs
 
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")

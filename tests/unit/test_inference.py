@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import wavlm
 from wavlm.inference import batched_forward, compile_model, length_buckets, pad_batch, quantize_int8, to_bfloat16
-from tests.conftest import tiny_kwargs
+from conftest import tiny_kwargs
 
 
 def model(variant: str = "base", **overrides) -> wavlm.WavLMModel:

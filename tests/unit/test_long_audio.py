@@ -7,7 +7,7 @@ import torch
 
 import wavlm
 from wavlm.attention import choose_block_size, position_bias_rows, position_bias_table, relative_position_buckets
-from tests.conftest import tiny_kwargs
+from conftest import tiny_kwargs
 
 
 def model(variant: str, **overrides) -> wavlm.WavLMModel:
@@ -74,8 +74,8 @@ def test_automatic_choice_uses_blocks_and_agrees(variant, monkeypatch):
         monkeypatch.setattr(attention, "FULL_BIAS_BUDGET_BYTES", 1024)
         monkeypatch.setattr(attention, "BLOCK_BIAS_BYTES", 4096)
         calls = []
-        original = attention.position_bias_rows
-        monkeypatch.setattr(attention, "position_bias_rows", lambda *a: calls.append(a[1:]) or original(*a))
+        original = attention.reversed_bias_rows
+        monkeypatch.setattr(attention, "reversed_bias_rows", lambda *a: calls.append(a[1:]) or original(*a))
         auto = m(values, attention_mask=mask).last_hidden_state
     assert len(calls) > 2  # several query blocks per layer
     assert (full - auto).abs().max() <= 1e-5
@@ -108,3 +108,21 @@ def test_long_input_chunks_conv_automatically(variant, monkeypatch):
         auto = m(values, attention_mask=mask, attention_block_size=0).last_hidden_state
     assert chunks  # the chunked path ran
     assert (whole - auto).abs().max() <= 1e-5
+
+
+def test_tail_chunked_conv_layers_equal_one_piece(variant, monkeypatch):
+    """Layers after the first run in overlapping time chunks in inference; the result is the same."""
+    import wavlm.model as model_module
+    m = model(variant)
+    values, _ = padded_batch()
+    with torch.no_grad():
+        whole = m.feature_extractor(values, None, chunk_frames=0)
+        calls = []
+        original = model_module.ConvFeatureEncoder.tail_chunked
+        monkeypatch.setattr(model_module, "TAIL_CHUNK_BYTES", 2048)
+        monkeypatch.setattr(model_module.ConvFeatureEncoder, "tail_chunked",
+                            lambda self, x: calls.append(x.shape) or original(self, x))
+        pieces = m.feature_extractor(values, None, chunk_frames=0)
+    assert calls, "the tail was not chunked"
+    assert whole.shape == pieces.shape
+    assert (whole - pieces).abs().max() <= 1e-6

@@ -9,7 +9,7 @@ import torch
 
 import wavlm
 from conftest import tiny_kwargs
-from wavlm.attention import position_bias_rows, position_bias_table, relative_position_buckets
+from wavlm.attention import position_bias_rows, position_bias_table, relative_position_buckets, reversed_bias_rows
 
 
 def tiny(name: str = "WavLMModel", variant: str = "base", seed: int = 0, **overrides):
@@ -105,6 +105,8 @@ def test_bias_rows_equal_the_full_bucket_matrix():
     full = embedding(relative_position_buckets(positions[None, :] - positions[:, None], 32, 64)).permute(2, 0, 1)
     torch.testing.assert_close(position_bias_rows(table, 0, frames)[0], full, rtol=0, atol=0)
     torch.testing.assert_close(position_bias_rows(table, 5, 17)[0], full[:, 5:17], rtol=0, atol=0)
+    # the blockwise path's view lists a block's rows last to first
+    torch.testing.assert_close(reversed_bias_rows(table, 5, 17)[0], full[:, 5:17].flip(1), rtol=0, atol=0)
 
 
 def test_position_bias_is_built_once_per_forward_and_attention_runs_through_sdpa(monkeypatch):
