@@ -405,7 +405,8 @@ class Encoder(nn.Module):
         heads = self.config.num_attention_heads
         block_size = attention_block_size
         if block_size is None:
-            block_size = choose_block_size(batch, heads, frames, x.element_size())
+            onednn = not output_attentions and use_onednn(x, x)  # eager CPU inference in fp32/bf16
+            block_size = choose_block_size(batch, heads, frames, x.element_size(), onednn)
         elif block_size == 0 or block_size >= frames:  # 0: never split (no shape test, for export)
             block_size = None
         table = position_bias_table(self.layers[0].attention.rel_attn_embed, frames, self.config.num_buckets,

@@ -73,6 +73,7 @@ def test_automatic_choice_uses_blocks_and_agrees(variant, monkeypatch):
         full = m(values, attention_mask=mask, attention_block_size=0).last_hidden_state
         monkeypatch.setattr(attention, "FULL_BIAS_BUDGET_BYTES", 1024)
         monkeypatch.setattr(attention, "BLOCK_BIAS_BYTES", 4096)
+        monkeypatch.setattr(attention, "ONEDNN_BLOCK_ROWS", 4)  # inference on CPU takes the oneDNN block path
         calls = []
         original = attention.reversed_bias_rows
         monkeypatch.setattr(attention, "reversed_bias_rows", lambda *a: calls.append(a[1:]) or original(*a))

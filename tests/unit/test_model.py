@@ -256,3 +256,24 @@ def test_parameter_count_and_fresh_init_statistics():
     std = model.encoder.layers[3].attention.q_proj.weight.std().item()
     assert abs(std - 0.02) < 0.002
     assert model.encoder.layers[3].attention.q_proj.bias.abs().max() == 0
+
+
+@pytest.mark.skipif(not wavlm.attention._ONEDNN_LINEAR, reason="torch built without oneDNN")
+def test_onednn_inference_path_equals_the_sdpa_path(variant, monkeypatch):
+    """Under no_grad on CPU, attention runs as oneDNN products in query blocks; with gradients, through SDPA."""
+    import wavlm.attention as attention
+
+    monkeypatch.setattr(attention, "ONEDNN_BLOCK_ROWS", 5)
+    model = tiny(variant=variant)
+    x = torch.randn(3, 12000)
+    mask = torch.ones_like(x, dtype=torch.long)
+    mask[1, 7000:] = 0
+    calls = []
+    real = attention.onednn_attention
+    monkeypatch.setattr(attention, "onednn_attention", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        fast = model(x, attention_mask=mask).last_hidden_state
+    assert len(calls) == model.config.num_hidden_layers
+    reference = model(x, attention_mask=mask).last_hidden_state  # gradients on: the SDPA path
+    assert len(calls) == model.config.num_hidden_layers
+    assert (fast - reference).abs().max() <= 1e-5
