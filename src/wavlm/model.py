@@ -70,6 +70,8 @@ def conv_output_lengths(lengths: torch.Tensor | int, kernels: tuple[int, ...], s
 # chunks: its activations at 16 kHz are ~60x larger than the transformer's. Chunks cost time (the first layer runs
 # twice to gather GroupNorm statistics), so they are kept for inputs that would not fit otherwise.
 CONV_CHUNK_BYTES = 512 * 2**20
+# First-layer output of one such chunk (about 10 s of audio).
+CONV_PIECE_BYTES = 64 * 2**20
 # Above this many bytes of first-layer output (about 10 s of audio), inference runs the later conv layers in chunks.
 TAIL_CHUNK_BYTES = 64 * 2**20
 
@@ -186,7 +188,7 @@ class ConvFeatureEncoder(nn.Module):
         if chunk_frames is None and not (self.training or torch.compiler.is_exporting()):
             first = x.shape[0] * (x.shape[-1] // self.strides[0]) * self.conv_layers[0].conv.out_channels
             if first * x.element_size() > CONV_CHUNK_BYTES:
-                chunk_frames = max(1, CONV_CHUNK_BYTES // (first * x.element_size() // frames))
+                chunk_frames = max(1, CONV_PIECE_BYTES // (first * x.element_size() // frames))
         if chunk_frames and chunk_frames < frames:
             return self.chunked(x, lengths, chunk_frames, frames)
         for i, layer in enumerate(self.conv_layers):

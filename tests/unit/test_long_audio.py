@@ -102,6 +102,7 @@ def test_long_input_chunks_conv_automatically(variant, monkeypatch):
     with torch.no_grad():
         whole = m(values, attention_mask=mask, attention_block_size=0).last_hidden_state
         monkeypatch.setattr(model_module, "CONV_CHUNK_BYTES", 40000)
+        monkeypatch.setattr(model_module, "CONV_PIECE_BYTES", 40000)
         chunks = []
         original = model_module.ConvFeatureEncoder.chunked
         monkeypatch.setattr(model_module.ConvFeatureEncoder, "chunked",
