@@ -227,7 +227,7 @@ def main() -> int:
             run_real_model(os.environ["MODEL"], audio, work)
 
         banner("speed")
-        real_time_factor(Path(dialogue))
+        real_time_factor(work / dialogue)
         print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s (work folder {work}, removed)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
