@@ -20,6 +20,7 @@ import time
 import warnings
 
 import torch
+from bench_speed import status_mb  # this script's folder is on sys.path when it runs
 
 warnings.filterwarnings("ignore")
 SR = 16000
@@ -31,12 +32,6 @@ def base_model(seed: int = 0):
     return wavlm.WavLMModel(wavlm.WavLMConfig()).eval()
 
 
-def status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def equality(seconds: float, model, with_transformers: bool) -> list[str]:
