@@ -1,9 +1,10 @@
 """Gated relative-position multi-head attention of WavLM (paper section 2.2; released-code gate, UniSpeech issue #25).
 
 The bucketed relative-position bias is built once per forward from a (H, 2T-1) table of per-offset values and
-shared by all layers; each layer gates it per query from its own input and runs one
-`F.scaled_dot_product_attention` call. Long inputs go through query blocks whose bias rows are cut from the table
-on the fly, so memory grows linearly with length and the result is the same attention, not an approximation.
+shared by all layers; each layer gates it per query from its own input. Three ways to run the same attention:
+one `F.scaled_dot_product_attention` call with the whole gated bias (short inputs, training); SDPA over query
+blocks whose bias rows are a view of the table (long inputs, memory linear in length); and, for eager CPU
+inference, per-head oneDNN matrix products over such blocks. `output_attentions=True` takes an explicit softmax.
 """
 from __future__ import annotations
 
