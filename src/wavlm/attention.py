@@ -9,6 +9,7 @@ inference, per-head oneDNN matrix products over such blocks. `output_attentions=
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,15 +42,25 @@ def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
 
 
-def tensors_key(tensors: list[torch.Tensor]) -> tuple:
-    """What a cache derived from `tensors` depends on: the tensor objects themselves (held, so that their memory
-    cannot be reused by others) and their versions (in-place updates such as load_state_dict bump them; inference
-    tensors have none). Compare keys with `same_key`."""
-    return tuple((t, 0 if t.is_inference() else t._version, t.dtype) for t in tensors)
+class DerivedTensors:
+    """An inference cache of tensors computed from parameters (a fused q/k/v weight, a weight-normed kernel),
+    recomputed when one of the parameters is replaced or updated in place. It keeps the parameters themselves (so
+    that their memory cannot be reused by others) and their versions (load_state_dict bumps them; inference
+    tensors have none)."""
 
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: Any = None
 
-def same_key(a: tuple | None, b: tuple) -> bool:
-    return a is not None and len(a) == len(b) and all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a, b))
+    def get(self, params: list[torch.Tensor], compute: Callable[[], Any]) -> Any:
+        key = tuple((t, 0 if t.is_inference() else t._version, t.dtype) for t in params)
+        fresh = self.key is not None and len(self.key) == len(key) and all(
+            a[0] is b[0] and a[1:] == b[1:] for a, b in zip(self.key, key))
+        if not fresh:
+            with torch.no_grad():
+                self.value = compute()
+            self.key = key
+        return self.value
 
 
 def onednn_activation(name: str | None) -> tuple[str, list, str]:
@@ -151,7 +162,7 @@ class Attention(nn.Module):
             # construction free of torch's reference kernels (which import torch._dynamo)
             self.rel_attn_embed = nn.Embedding(self.num_buckets, self.num_heads,
                                                _weight=torch.empty(self.num_buckets, self.num_heads))
-        self._fused_qkv: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # inference cache, not state
+        self._fused_qkv = DerivedTensors()  # inference cache, not state
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v (B, H, T, K) from x (B, T, C). On the oneDNN path one product with the concatenated weights,
@@ -160,13 +171,8 @@ class Attention(nn.Module):
         layers = (self.q_proj, self.k_proj, self.v_proj)
         if all(type(layer) is nn.Linear for layer in layers) and use_onednn(x, self.q_proj.weight):
             params = [p for layer in layers for p in (layer.weight, layer.bias)]
-            key = tensors_key(params)
-            if self._fused_qkv is None or not same_key(self._fused_qkv[0], key):
-                with torch.no_grad():
-                    weight = torch.cat([layer.weight for layer in layers])
-                    bias = torch.cat([layer.bias for layer in layers])
-                self._fused_qkv = (key, weight, bias)
-            qkv = linear(x, self._fused_qkv[1], self._fused_qkv[2])
+            weight, bias = self._fused_qkv.get(params, lambda: (torch.cat(params[0::2]), torch.cat(params[1::2])))
+            qkv = linear(x, weight, bias)
             qkv = qkv.view(batch, frames, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
             return qkv[0], qkv[1], qkv[2]
         split = (batch, frames, self.num_heads, self.head_dim)

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from wavlm.attention import (ONEDNN_ACTIVATIONS, Attention, apply_linear, choose_block_size, linear,
-                             onednn_activation, position_bias_rows, position_bias_table, same_key, tensors_key,
-                             use_onednn)
+from wavlm.attention import (ONEDNN_ACTIVATIONS, Attention, DerivedTensors, apply_linear, choose_block_size,
+                             linear, onednn_activation, position_bias_rows, position_bias_table, use_onednn)
 from wavlm.config import WavLMConfig
 from wavlm.masking import compute_mask_indices
 from wavlm.outputs import WavLMBaseModelOutput
@@ -299,18 +298,14 @@ class PositionalConvEmbedding(nn.Module):
         self.trim = 1 if kernel % 2 == 0 else 0  # an even kernel with padding k//2 yields one extra frame
         self.activation = activation(config.feat_extract_activation)
         self.activation_name = config.feat_extract_activation
-        self._weight: tuple[tuple, torch.Tensor] | None = None  # inference cache of the normalised weight
+        self._weight = DerivedTensors()  # inference cache of the normalised weight
 
     def weight(self, x: torch.Tensor) -> torch.Tensor:
         """The weight-normalised kernel; in inference computed once per change of g or v instead of every call."""
         if not use_onednn(x, self.conv.parametrizations.weight.original1):
             return self.conv.weight
         params = self.conv.parametrizations.weight
-        key = tensors_key([params.original0, params.original1])
-        if self._weight is None or not same_key(self._weight[0], key):
-            with torch.no_grad():
-                self._weight = (key, self.conv.weight)
-        return self._weight[1]
+        return self._weight.get([params.original0, params.original1], lambda: self.conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C)"""
