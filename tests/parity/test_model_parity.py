@@ -266,6 +266,11 @@ def _gradients(model, x, mask, labels) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_training_step_gradients_match(variant, name):
+    """One training step's gradients, every parameter. In float64 both libraries compute the same function, so the
+    gradients agree to 1e-8 relative. In fp32 some are ill-conditioned sums (a bias gradient sums thousands of
+    terms that nearly cancel: each library is ~20 % off its own float64 value there, and the two differ by the
+    summation order of the CPU's kernels), so the fp32 check is that ours is no further from the float64 gradient
+    than transformers' is."""
     kwargs = tiny_kwargs(variant, mask_time_prob=0.0)  # dropout, layerdrop and SpecAugment off
     theirs = theirs_from(name, kwargs).train()
     ours = getattr(wavlm, name)(wavlm.WavLMConfig(**kwargs)).train()
@@ -275,10 +280,23 @@ def test_training_step_gradients_match(variant, name):
     g_theirs = _gradients(theirs, x, mask, labels)
     g_ours = _gradients(ours, x, mask, labels)
     assert sorted(g_ours) == sorted(g_theirs)
-    for key, g in g_theirs.items():
-        scale = g.abs().max().item()
-        diff = (g_ours[key] - g).abs().max().item()
-        assert diff <= 1e-4 * scale + 1e-9, f"{key}: grad diff {diff:.3g} vs scale {scale:.3g}"
+    labels64 = labels.double() if labels is not None and labels.is_floating_point() else labels
+    g_exact = _gradients(theirs.double(), x.double(), mask, labels64)
+    g_ours64 = _gradients(ours.double(), x.double(), mask, labels64)
+    for key, exact in g_exact.items():
+        if key.endswith("k_proj.bias"):
+            # zero in exact arithmetic (the softmax over keys ignores a shift common to all keys): rounding noise only
+            reference = g_exact[key.replace("k_proj", "v_proj")].abs().max().item()
+            assert exact.abs().max().item() <= 1e-8 * reference and g_ours64[key].abs().max().item() <= 1e-8 * reference
+            continue
+        scale = exact.abs().max().item()
+        assert scale > 0, f"{key}: zero gradient, the comparison would be empty"
+        diff64 = (g_ours64[key] - exact).abs().max().item()
+        assert diff64 <= 1e-8 * scale, f"{key}: float64 grad diff {diff64:.3g} vs scale {scale:.3g}"
+        err_theirs = (g_theirs[key].double() - exact).abs().max().item()
+        err_ours = (g_ours[key].double() - exact).abs().max().item()
+        assert err_ours <= 1.5 * err_theirs + 1e-5 * scale, \
+            f"{key}: fp32 error {err_ours:.3g} vs transformers' {err_theirs:.3g} (scale {scale:.3g})"
 
 
 def test_gradient_checkpointing_gives_same_gradients_as_transformers(variant):
