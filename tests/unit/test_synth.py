@@ -207,9 +207,10 @@ def test_speakers_keep_their_voice_and_trials_are_balanced_on_held_out_speakers(
         by_speaker.setdefault(r["speaker"], []).append(r)
     assert len(by_speaker) == 6 and all(len(v) == 3 for v in by_speaker.values())
     for utts in by_speaker.values():
-        assert len({(u["voice"], u["synth"]["pitch"], u["synth"]["rate"], u["split"]) for u in utts}) == 1
+        assert len({(u["voice"], u["split"], *(u["synth"][k] for k in ("pitch", "rate", "shift"))) for u in utts}) == 1
         assert len({u["text"] for u in utts}) == len(utts)  # different texts per utterance
-    identities = {(u[0]["voice"], u[0]["synth"]["pitch"], u[0]["synth"]["rate"]) for u in by_speaker.values()}
+    identities = {(u[0]["voice"], u[0]["synth"]["pitch"], u[0]["synth"]["rate"], u[0]["synth"]["shift"])
+                  for u in by_speaker.values()}
     assert len(identities) == 6
     for split in ("valid", "test"):
         audio_speaker = {r["audio"]: r["speaker"] for r in corpus.split(split)}
@@ -388,6 +389,23 @@ def test_lhotse_cuts_of_a_conversation_corpus(made, tmp_path):
             [(t.start, t.speaker) for t in turns]
     asr = CutSet.from_file(write_cuts(made["asr"].manifest, tmp_path / "asr.jsonl.gz"))
     assert sorted(c.supervisions[0].text for c in asr) == sorted(r["text"] for r in made["asr"].records)
+
+
+def test_real_sources_fail_clearly_without_apt(tmp_path, monkeypatch):
+    import wavlm.synth.real as real
+
+    with pytest.raises(ValueError, match="unknown real recordings 'librispeech'"):
+        real.fetch_real("librispeech", cache=tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no apt-get, no dpkg
+    monkeypatch.setattr(real, "_ALSA_SOUNDS", "nonexistent/sounds/alsa")  # not installed either
+    with pytest.raises(real.FetchError, match="cannot fetch Debian's alsa-utils.*apt-get is not installed"):
+        real.fetch_real("alsa", cache=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "alsa").exists()
+    assert real.default_cache() == Path.home() / ".cache" / "wavlm" / "real" or "WAVLM_REAL_CACHE" in os.environ
+    monkeypatch.setenv("WAVLM_REAL_CACHE", str(tmp_path / "elsewhere"))
+    assert real.default_cache() == tmp_path / "elsewhere"
 
 
 # ------------------------------------------------------------------------------------------------ command line

@@ -36,8 +36,10 @@ KIND_OPTIONS: dict[str, dict[str, Any]] = {
 }
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
 MAX_OVERLAP_S = 1.0
-# (pitch, rate) of the 1st, 2nd, ... speaker made from the same base voice: far apart, so they stay separable.
-_SPEAKER_PROSODY = ((0.0, 1.0), (-0.8, 1.12), (0.8, 0.9), (-0.4, 0.86), (0.4, 1.16), (-1.0, 0.95), (1.0, 1.06))
+# (pitch, rate, shift) of the 1st, 2nd, ... speaker made from one base voice: far apart, so that they stay
+# separable (the spectral shift matters most: pitch and rate alone hardly move MFCC statistics).
+_SPEAKER_PROSODY = ((0.0, 1.0, 0.0), (-0.6, 1.1, -2.0), (0.6, 0.9, 2.0), (0.3, 1.14, -3.0), (-0.9, 0.95, 3.5),
+                    (0.9, 1.05, -1.0), (0.0, 0.86, 1.0))
 _OUTPUTS = ("audio", "rttm", MANIFEST_NAME, "train.jsonl", "valid.jsonl", "test.jsonl", "trials_valid.txt",
             "trials_test.txt", "corpus.json", CUTS_NAME)
 
@@ -102,8 +104,13 @@ class _Draw:
     def shuffled(self, items: list) -> list:
         return [items[i] for i in self.rng.permutation(len(items))]
 
-    def prosody(self, pitch: float = 0.8, rate: tuple[float, float] = (0.85, 1.15)) -> Prosody:
-        return Prosody(self.uniform(-pitch, pitch), self.uniform(*rate))
+    def prosody(self, pitch: float = 0.8, rate: tuple[float, float] = (0.85, 1.15), shift: float = 1.5,
+                shift_prob: float = 0.5) -> Prosody:
+        """Random pitch in [-pitch, pitch], rate in `rate`, and with probability shift_prob a spectral shift in
+        [-shift, shift] semitones (it costs a sox call)."""
+        p, r = self.uniform(-pitch, pitch), self.uniform(*rate)
+        use, s = self.chance(shift_prob), self.uniform(-shift, shift)
+        return Prosody(p, r, s if use else 0.0)
 
     def transcript(self, digit_fraction: float) -> str:
         return text.digit_string(self.rng) if self.chance(digit_fraction) else text.sentence(self.rng)
@@ -189,10 +196,11 @@ def _plan_speakers(draw: _Draw, n: int, engines, fx, num_speakers: int) -> list[
         for k in range(count):
             voice, round_ = pool[k % len(pool)], k // len(pool)
             if round_ < len(_SPEAKER_PROSODY):
-                pitch, rate = _SPEAKER_PROSODY[round_]
-                prosody = Prosody(round(pitch + draw.uniform(-0.05, 0.05), 3), round(rate + draw.uniform(-0.02, 0.02), 3))
+                pitch, rate, shift = _SPEAKER_PROSODY[round_]
+                prosody = Prosody(round(pitch + draw.uniform(-0.05, 0.05), 3),
+                                  round(rate + draw.uniform(-0.02, 0.02), 3), round(shift + draw.uniform(-0.1, 0.1), 3))
             else:
-                prosody = draw.prosody(1.0, (0.85, 1.15))
+                prosody = draw.prosody(1.0, (0.85, 1.15), 3.5, 1.0)
             speaker, said = f"spk{index:03d}", set()
             index += 1
             for u in range(per_speaker):
@@ -227,7 +235,7 @@ def _plan_conversations(draw: _Draw, n: int, engines, fx, speakers_per_conversat
     for split, count in _split_counts(n).items():
         for c in range(count):
             voices = draw.shuffled(pools[split])[: draw.int(k_lo, k_hi)]
-            speakers = [(v, draw.prosody(0.6, (0.9, 1.1)), draw.uniform(-10, -3)) for v in voices]
+            speakers = [(v, draw.prosody(0.6, (0.9, 1.1), 1.5, 1.0), draw.uniform(-10, -3)) for v in voices]
             order = draw.shuffled(list(range(len(speakers))))  # everyone speaks, then anyone but the last one
             while len(order) < max(t_lo, draw.int(t_lo, t_hi)):
                 order.append((order[-1] + draw.int(1, len(speakers) - 1)) % len(speakers))
@@ -308,7 +316,8 @@ def _render(item: Item, root: Path, kind: str) -> dict[str, Any]:
     record["split"] = item.split
     if kind != "conversations":
         seg = item.segments[0]
-        synth = {"pitch": seg.prosody.pitch, "rate": seg.prosody.rate, "peak_db": seg.peak_db, **synth}
+        synth = {"pitch": seg.prosody.pitch, "rate": seg.prosody.rate, "shift": seg.prosody.shift,
+                 "peak_db": seg.peak_db, **synth}
     if synth:
         record["synth"] = synth
     return record

@@ -51,7 +51,7 @@ def fetch_real(name: str, cache: str | os.PathLike | None = None, refresh: bool 
     """
     if name not in REAL_SOURCES:
         raise ValueError(f"unknown real recordings {name!r}; choose one of {REAL_SOURCES}")
-    root = Path(cache) if cache is not None else default_cache()
+    root = (Path(cache).expanduser() if cache is not None else default_cache()).resolve()
     folder = root / name
     manifest = folder / MANIFEST_NAME
     if not refresh and _complete(manifest):
@@ -220,11 +220,13 @@ def _pocketsphinx(folder: Path, root: Path) -> list[dict[str, Any]]:
             short = f"{subset}-{uid.rsplit('-', 1)[-1]}"
             audio = Path("audio") / f"{short}.wav"
             records.append({"audio": audio.as_posix(), "id": short, "duration": _write_16k(src, folder / audio),
-                            "text": normalize_text(words), "split": "test", "source": f"pocketsphinx-testdata/{subset}"})
+                            "text": normalize_text(words), "split": "test",
+                            "source": f"pocketsphinx-testdata/{subset}"})
     for uid, (name, words) in _PS_EXTRA.items():
         audio = Path("audio") / f"{uid}.wav"
-        records.append({"audio": audio.as_posix(), "id": uid, "duration": _write_16k(data / name, folder / audio, True),
-                        "text": normalize_text(words), "split": "test", "source": "pocketsphinx-testdata"})
+        duration = _write_16k(data / name, folder / audio, raw=True)
+        records.append({"audio": audio.as_posix(), "id": uid, "duration": duration, "text": normalize_text(words),
+                        "split": "test", "source": "pocketsphinx-testdata"})
     return records
 
 

@@ -43,10 +43,12 @@ class Voice:
 @dataclass(frozen=True)
 class Prosody:
     """How a voice speaks. pitch in [-1, 1] (0 = the voice's own): espeak-ng `-p 50 + 25 * pitch`, flite a shift
-    of `3 * pitch` semitones (sox `pitch`); rate: speed factor (1 = the voice's own; espeak-ng `-s 175 * rate`
-    words per minute, flite `duration_stretch 1 / rate`)."""
+    of `3 * pitch` semitones; rate: speed factor (1 = the voice's own; espeak-ng `-s 175 * rate` words per minute,
+    flite `duration_stretch 1 / rate`); shift: semitones by which sox `pitch` moves the whole spectrum, formants
+    included (a longer or shorter vocal tract: what makes two speakers of one base voice sound different)."""
     pitch: float = 0.0
     rate: float = 1.0
+    shift: float = 0.0
 
 
 def _voices(engine: str, split: str, gender: str, names: str) -> list[Voice]:
@@ -156,14 +158,16 @@ def synthesize(voice: Voice, text: str, prosody: Prosody = Prosody()) -> np.ndar
         cmd = ["espeak-ng", "-v", voice.name, "-p", str(int(round(50 + 25 * prosody.pitch))),
                "-s", str(int(round(175 * prosody.rate))), "--stdout", text]
         wav, rate = _decode_wav(_run(cmd), "espeak-ng")
+        shift = prosody.shift
     elif voice.engine == "flite":
         cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1.0 / prosody.rate:.4f}",
                "-t", text, "-o", "/dev/stdout"]
         wav, rate = _decode_wav(_run(cmd), "flite")
-        if abs(prosody.pitch) > 1e-3:  # flite's f0 settings do not move every voice (rms), sox's pitch does
-            wav = sox_process(wav, rate, ["pitch", f"{300 * prosody.pitch:.1f}"])
+        shift = 3 * prosody.pitch + prosody.shift  # flite's f0 settings do not move every voice (rms); sox does
     else:
         raise ValueError(f"unknown engine {voice.engine!r}; expected one of {ENGINES}")
+    if abs(shift) > 1e-3:
+        wav = sox_process(wav, rate, ["pitch", f"{100 * shift:.1f}"])
     if rate != SAMPLE_RATE:
         wav = soxr.resample(wav, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
     return np.ascontiguousarray(wav, dtype=np.float32)
