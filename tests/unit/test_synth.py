@@ -359,11 +359,12 @@ def test_read_manifest_rejects_bad_lines(tmp_path):
     path = tmp_path / "m.jsonl"
     write_manifest([{"audio": "a.wav", "text": "HI"}, {"audio": "b/c.flac", "id": "x"}], path)
     assert [r["id"] for r in read_manifest(path)] == ["a", "x"]
-    with pytest.raises(FileNotFoundError, match="audio file 'a.wav' does not exist"):
+    with pytest.raises(FileNotFoundError, match="audio file 'a.wav' of entry 1 does not exist"):
         read_manifest(path, check_audio=True)
-    for bad, message in [('{"audio": "a.wav"}\n{"text": 1}\n', "m.jsonl:2: .*'audio'"),
-                         ('{"audio": "a.wav"}\nnot json\n', "m.jsonl:2: not valid JSON"),
-                         ('{"audio": "a.wav"}\n{"audio": "b/a.wav"}\n', "m.jsonl:2: id 'a' already used on line 1")]:
+    for bad, message in [('{"audio": "a.wav"}\n{"text": 1}\n', 'm.jsonl:2: missing .*"audio"'),
+                         ('{"audio": "a.wav"}\nnot json\n', "m.jsonl:2: invalid JSON"),
+                         ('{"audio": "a.wav"}\n\n{"audio": "b.wav", "id": "a"}\n',
+                          "entries 1 and 2 have the same id 'a'")]:
         path.write_text(bad)
         with pytest.raises(ValueError, match=message):
             read_manifest(path)

@@ -28,33 +28,30 @@ def write_manifest(records: Iterable[dict[str, Any]], path: str | os.PathLike) -
 
 
 def read_manifest(path: str | os.PathLike, check_audio: bool = False) -> list[dict[str, Any]]:
-    """Read a JSONL manifest. Every line must be a JSON object with a string `audio`; `id` defaults to the audio
-    file's stem, and ids must be unique. With check_audio, every audio (and rttm) file must exist.
+    """Read a JSONL manifest as records (dicts; `audio` relative to the manifest's folder when inside it). Lines are
+    parsed by the command line's reader (wavlm.tasks.io.read_manifest: an `audio` path is required, `id`
+    defaults to the audio path without extension); ids must be unique. With check_audio, every audio (and rttm)
+    file must exist.
 
-    Raises ValueError naming the file and line of a malformed record, FileNotFoundError for missing files.
+    Raises ValueError naming the file and line of a malformed record or the entries sharing an id,
+    FileNotFoundError for a missing file.
     """
+    from wavlm.tasks.io import read_manifest as read_inputs
+
     path = Path(path)
     records, seen = [], {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("audio"), str) or not record["audio"]:
-                raise ValueError(f"{path}:{lineno}: a manifest line must be a JSON object with an 'audio' path")
-            record.setdefault("id", Path(record["audio"]).stem)
-            if record["id"] in seen:
-                raise ValueError(f"{path}:{lineno}: id {record['id']!r} already used on line {seen[record['id']]}")
-            seen[record["id"]] = lineno
-            if check_audio:
-                for key in ("audio", "rttm"):
-                    if key in record and not resolve(path, record[key]).is_file():
-                        raise FileNotFoundError(f"{path}:{lineno}: {key} file {record[key]!r} does not exist "
-                                                f"(paths are relative to the manifest's folder)")
-            records.append(record)
+    for n, item in enumerate(read_inputs(path), start=1):
+        audio = item.path.relative_to(path.parent) if item.path.is_relative_to(path.parent) else item.path
+        record = {"audio": audio.as_posix(), "id": item.id, **item.meta}
+        if item.id in seen:
+            raise ValueError(f"{path}: entries {seen[item.id]} and {n} have the same id {item.id!r}")
+        seen[item.id] = n
+        if check_audio:
+            for key in ("audio", "rttm"):
+                if key in record and not resolve(path, record[key]).is_file():
+                    raise FileNotFoundError(f"{path}: {key} file {record[key]!r} of entry {n} does not exist "
+                                            f"(paths are relative to the manifest's folder)")
+        records.append(record)
     return records
 
 
