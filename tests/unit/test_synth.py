@@ -329,6 +329,8 @@ def test_bad_options_name_the_problem(tmp_path):
         corpora.make_corpus("speakers", tmp_path / "x", 10, num_speakers=6)
     with pytest.raises(ValueError, match="num_speakers must be at least 6"):
         corpora.make_corpus("speakers", tmp_path / "x", 10, num_speakers=5)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        corpora.make_corpus("asr", tmp_path / "x", seed=-1)
     with pytest.raises(ValueError, match="noise_prob"):
         corpora.make_corpus("asr", tmp_path / "x", noise_prob=1.5)
     with pytest.raises(ValueError, match="at least 2 speakers"):

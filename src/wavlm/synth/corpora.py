@@ -236,8 +236,9 @@ def _plan_conversations(draw: _Draw, n: int, engines, fx, speakers_per_conversat
         for c in range(count):
             voices = draw.shuffled(pools[split])[: draw.int(k_lo, k_hi)]
             speakers = [(v, draw.prosody(0.6, (0.9, 1.1), 1.5, 1.0), draw.uniform(-10, -3)) for v in voices]
+            num_turns = max(len(speakers), draw.int(t_lo, t_hi))
             order = draw.shuffled(list(range(len(speakers))))  # everyone speaks, then anyone but the last one
-            while len(order) < max(t_lo, draw.int(t_lo, t_hi)):
+            while len(order) < num_turns:
                 order.append((order[-1] + draw.int(1, len(speakers) - 1)) % len(speakers))
             segments = [Segment(v, p, draw.transcript(0.15), v.id, peak) for v, p, peak in
                         (speakers[i] for i in order)]
@@ -306,18 +307,15 @@ def _render(item: Item, root: Path, kind: str) -> dict[str, Any]:
         rttm = Path("rttm") / f"{item.id}.rttm"
         turns = sorted(Turn(s / SAMPLE_RATE, (s + p.size) / SAMPLE_RATE, seg.speaker, uri=item.id)
                        for seg, s, p in zip(item.segments, starts, pieces))
-        write_rttm(turns, root / rttm)
-        record["rttm"] = rttm.as_posix()
-        record.update(item.fields)
-        record["num_turns"] = len(turns)
-        record["overlap"] = int((active.sum(axis=0) > 1).sum()) / SAMPLE_RATE
+        write_rttm(turns, root / rttm)  # exact: every position is on the 1 ms grid
+        record.update(rttm=rttm.as_posix(), **item.fields, num_turns=len(turns),
+                      overlap=int((active.sum(axis=0) > 1).sum()) / SAMPLE_RATE)
     else:
+        prosody = item.segments[0].prosody
         record.update(item.fields)
+        synth = {"pitch": prosody.pitch, "rate": prosody.rate, "shift": prosody.shift,
+                 "peak_db": item.segments[0].peak_db, **synth}
     record["split"] = item.split
-    if kind != "conversations":
-        seg = item.segments[0]
-        synth = {"pitch": seg.prosody.pitch, "rate": seg.prosody.rate, "shift": seg.prosody.shift,
-                 "peak_db": seg.peak_db, **synth}
     if synth:
         record["synth"] = synth
     return record
@@ -326,7 +324,7 @@ def _render(item: Item, root: Path, kind: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ trials
 
 
-def make_trials(records: list[dict[str, Any]], seed: int) -> list[tuple[str, str, int]]:
+def make_trials(records: list[dict[str, Any]], seed: int | list[int]) -> list[tuple[str, str, int]]:
     """Balanced verification trials over the records' speakers: every same-speaker pair (label 1) and as many
     different-speaker pairs (label 0) drawn without replacement, shuffled; entries are the records' audio paths."""
     by_speaker: dict[str, list[str]] = {}
@@ -396,6 +394,8 @@ def make_corpus(kind: str, out_dir: str | os.PathLike, num_utterances: int | Non
         raise TypeError(f"unknown option(s) {unknown} for kind {kind!r}; it takes {sorted(KIND_OPTIONS[kind])}")
     options = {**KIND_OPTIONS[kind], **options}
     n = DEFAULT_SIZES[kind] if num_utterances is None else int(num_utterances)
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     if not (0.0 <= noise_prob <= 1.0 and 0.0 <= reverb_prob <= 1.0):
         raise ValueError(f"noise_prob and reverb_prob must be in [0, 1], got {noise_prob} and {reverb_prob}")
     snr = tuple(float(x) for x in snr_db)
@@ -442,7 +442,7 @@ def make_corpus(kind: str, out_dir: str | os.PathLike, num_utterances: int | Non
         info["speakers"] = {s: sorted({r["speaker"] for r in records if r["split"] == s}) for s in SPLITS}
         info["trials"] = {}
         for s in ("valid", "test"):
-            trials = make_trials([r for r in records if r["split"] == s], seed * 7919 + SPLITS.index(s))
+            trials = make_trials([r for r in records if r["split"] == s], [seed, SPLITS.index(s)])
             path = out_dir / f"trials_{s}.txt"
             path.write_text("".join(f"{a} {b} {label}\n" for a, b, label in trials), encoding="utf-8")
             info["trials"][s] = {"file": path.name, "target": sum(t[2] for t in trials),
