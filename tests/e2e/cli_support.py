@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -87,27 +86,15 @@ def cache_dir() -> Path:
 
 
 def pyannote_sample() -> Path:
-    """sample.wav (+ sample.rttm) of pyannote.audio 4.0.7, extracted from its wheel (downloaded once, cached);
-    skips the test when the download fails."""
-    folder = cache_dir() / "pyannote-sample"
-    wav = folder / "sample.wav"
-    if wav.is_file() and (folder / "sample.rttm").is_file():
-        return wav
-    folder.mkdir(parents=True, exist_ok=True)
-    wheels = folder / "wheel"
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "pyannote.audio==4.0.7",
-                           "-d", str(wheels)], capture_output=True, text=True, timeout=300)
-    found = sorted(wheels.glob("pyannote_audio-4.0.7-*.whl")) if wheels.is_dir() else []
-    if proc.returncode != 0 or not found:
-        pytest.skip(f"could not download the pyannote.audio wheel for its sample: {proc.stderr.strip()[-300:]}")
-    with zipfile.ZipFile(found[0]) as z:
-        for name in ("sample.wav", "sample.rttm", "sample.stm"):
-            member = f"pyannote/audio/sample/{name}"
-            if member in z.namelist():
-                (folder / name).write_bytes(z.read(member))
-    if not wav.is_file():
-        pytest.skip("the pyannote.audio wheel has no pyannote/audio/sample/sample.wav")
-    return wav
+    """sample.wav (+ sample.rttm, sample.stm beside it) of pyannote.audio 4.0.7, from wavlm.synth.fetch_real
+    (the wheel is downloaded once and cached); skips the test when it cannot be fetched."""
+    from wavlm.synth import FetchError, fetch_real
+
+    try:
+        manifest = fetch_real("pyannote", cache=cache_dir() / "real")
+    except FetchError as e:
+        pytest.skip(f"could not fetch the pyannote.audio sample: {e}")
+    return manifest.parent / "sample.wav"
 
 
 def hf_greedy_transcripts(model_dir: Path, files: dict[str, Path]) -> dict[str, str]:
