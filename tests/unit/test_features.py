@@ -136,10 +136,12 @@ def test_pad_does_not_normalise_and_keeps_mask():
 
 
 def test_config_round_trip_keeps_unknown_keys(tmp_path):
-    fe = WavLMFeatureExtractor(return_attention_mask=True, do_normalize=False, processor_class="Wav2Vec2Processor")
+    fe = WavLMFeatureExtractor(return_attention_mask=True, do_normalize=False, auto_map={"x": "y"},
+                               processor_class="Wav2Vec2Processor")
     fe.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    assert saved["feature_extractor_type"] == "Wav2Vec2FeatureExtractor" and saved["processor_class"] == "Wav2Vec2Processor"
+    assert saved["feature_extractor_type"] == "Wav2Vec2FeatureExtractor" and saved["auto_map"] == {"x": "y"}
+    assert "processor_class" not in saved  # the processor's key, written by the processor (as in transformers)
     loaded = WavLMFeatureExtractor.from_pretrained(tmp_path)
     assert loaded == fe and loaded.to_dict() == fe.to_dict()
     assert WavLMFeatureExtractor.from_pretrained(tmp_path, return_attention_mask=False).return_attention_mask is False
