@@ -230,10 +230,12 @@ class WavLMCTCTokenizer:
         extra = extra_special_tokens if extra_special_tokens is not None else additional_special_tokens
         self._extra_specials = [_token_content(t) for t in extra or []]
         self.extra_config: dict[str, Any] = {k: v for k, v in kwargs.items() if k not in _DERIVED_KEYS}
-        # Added tokens: id -> AddedToken, content -> id, and every content ever added (never shrinks, like
-        # transformers' trie: a special token dropped by set_target_lang is still matched whole).
+        # Added tokens: id -> AddedToken, content -> id (an entry can outlive its id being given to another token,
+        # as in transformers), and the contents matched whole in the text: those present whenever tokens were
+        # added (never shrinks, like transformers' trie: a token dropped by set_target_lang still matches).
         self._added: dict[int, AddedToken] = {}
         self._added_ids: dict[str, int] = {}
+        self._ids_of: dict[str, set[int]] = {}  # content -> ids of the records that hold it now
         self._matched: set[str] = set()
         self._split_re: re.Pattern | None = None
         for idx, token in (added_tokens_decoder or {}).items():
@@ -273,19 +275,33 @@ class WavLMCTCTokenizer:
                              "this one is flat")
         self._select_language(target_lang)
         for idx in [i for i in self._added if i in self.decoder]:
-            self._added_ids.pop(self._added.pop(idx).content, None)
+            token = self._added.pop(idx)
+            self._ids_of[token.content].discard(idx)
+            self._added_ids.pop(token.content, None)
         self._protect_multichar_entries()
 
     def _protect_multichar_entries(self) -> None:
         # Vocabulary entries longer than one character are matched whole and swallow the spaces around them.
-        self._add_tokens([AddedToken(t, lstrip=True, rstrip=True, normalized=False)
-                          for t in self.encoder if len(t) > 1])
+        # One at a time, in file order, each taking the id get_vocab() gives it at that moment (the highest id of
+        # an added record with that content, else its vocab.json id), as transformers adds them.
+        for token in [t for t in self.encoder if len(t) > 1]:
+            ids = self._ids_of.get(token)
+            self._register(max(ids) if ids else self.encoder[token],
+                           AddedToken(token, lstrip=True, rstrip=True, normalized=False))
+        self._sync_matched()
 
     def _register(self, idx: int, token: AddedToken) -> None:
+        old = self._added.get(idx)
+        if old is not None:
+            self._ids_of[old.content].discard(idx)
         self._added[idx] = token
         self._added_ids[token.content] = idx
-        if token.content not in self._matched:
-            self._matched.add(token.content)
+        self._ids_of.setdefault(token.content, set()).add(idx)
+
+    def _sync_matched(self) -> None:
+        new = {t.content for t in self._added.values()} - self._matched
+        if new:
+            self._matched |= new
             self._split_re = None
 
     def _add_tokens(self, tokens: list[Any], special_tokens: bool = False) -> int:
@@ -307,6 +323,7 @@ class WavLMCTCTokenizer:
             if token.special and token.content not in self.all_special_tokens:
                 self._extra_specials.append(token.content)
             self._register(idx, token)
+        self._sync_matched()
         return added
 
     def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
@@ -417,8 +434,8 @@ class WavLMCTCTokenizer:
             return self._added_ids[token]
         if token in self.encoder:
             return self.encoder[token]
-        unk = self.unk_token
-        return None if unk is None else self._added_ids.get(unk, self.encoder.get(unk))
+        unk = self.unk_token  # vocab.json's entry first, as transformers looks it up
+        return self.encoder[unk] if unk in self.encoder else self._added_ids.get(unk)
 
     def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
         """Token(s) -> id(s); unknown tokens map to `unk_token_id`."""
