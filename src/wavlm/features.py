@@ -310,6 +310,9 @@ class WavLMFeatureExtractor:
                 if not np.isfinite(v).all():
                     raise ValueError(f"utterance {i} is too large to normalise in float32 (max |x| = "
                                      f"{np.abs(utterances[i]).max():.3g}); expected samples in [-1, 1]")
+        if not self.do_normalize and return_tensors is None and len({len(v) for v in values}) == 1:
+            # parity: without normalisation transformers returns its padded (B, S) array, not a list of rows
+            values = np.stack(values)
         data: dict[str, Any] = {"input_values": values}
         if return_attention_mask:
             data["attention_mask"] = masks

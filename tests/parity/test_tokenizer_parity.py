@@ -119,9 +119,10 @@ def test_decode_output_is_a_mapping_like_transformers(tmp_path, chars, words):
 
 
 def test_decode_options_match(tmp_path):
-    for lower, delim_char, cleanup in itertools.product([False, True], [" ", "_"], [False, True]):
-        theirs, ours = pair(tmp_path, {**VOCAB, ".": 32, "CH": 33}, do_lower_case=lower,
+    for lower, delim_char, cleanup, delim in itertools.product([False, True], [" ", "_"], [False, True], ["|", "'"]):
+        theirs, ours = pair(tmp_path, {**VOCAB, ".": 32, "CH": 33}, do_lower_case=lower, word_delimiter_token=delim,
                             replace_word_delimiter_char=delim_char, clean_up_tokenization_spaces=cleanup)
+        same_coding(theirs, ours, ["HELLO WORLD", "it's a CH", " A  B "], [])
         sequences = id_runs(3, 34, 40) + [[7, 4, 32, 4, 27, 12, 33, 33, 0, 33]]
         for ids in sequences:
             for kw in ({}, {"clean_up_tokenization_spaces": not cleanup}, {"group_tokens": False},

@@ -101,3 +101,22 @@ def test_local_paths_are_not_sent_to_the_hub(tmp_path):
     with pytest.raises(OSError, match="no such directory"):
         resolve_files(str(tmp_path / "missing"), ["vocab.json"])
     assert resolve_files(tmp_path, ["vocab.json"]) == tmp_path
+
+
+def test_keywords_are_routed_and_checked(tmp_path, processor):
+    audio = [np.ones(8, np.float32), np.ones(5, np.float32)]
+    both = processor(audio=audio, text=["HI", "HELLO"], sampling_rate=16000, padding="max_length", max_length=10,
+                     return_tensors="np")
+    assert both.input_values.shape == (2, 10) and both.labels.shape == (2, 10)  # max_length reaches both parts
+    with pytest.raises(TypeError, match="paddding"):
+        processor(audio=audio, sampling_rate=16000, paddding=True)
+    with pytest.raises(ValueError, match="padding given both in text_kwargs"):
+        processor(text=["HI"], padding=True, text_kwargs={"padding": "longest"})
+    with pytest.raises(ValueError, match="pass text="):
+        processor("HELLO")
+    assert processor.model_input_names == ["input_values", "attention_mask", "labels"]
+    assert processor.to_dict()["feature_extractor"]["return_attention_mask"] is True
+    processor.save_pretrained(tmp_path / "p")
+    loaded = WavLMProcessor.from_pretrained(tmp_path / "p", bos_token="(BOS)", do_normalize=False)
+    assert loaded.tokenizer.bos_token == "(BOS)" and loaded.tokenizer.bos_token_id == 32
+    assert not loaded.feature_extractor.do_normalize and "bos_token" not in loaded.feature_extractor.to_dict()
