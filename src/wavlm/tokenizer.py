@@ -33,6 +33,7 @@ NO_MAX_LENGTH = int(1e30)  # transformers' model_max_length for "no limit"; anyt
 _TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
                "only_second": "only_second", False: "do_not_truncate", None: "do_not_truncate",
                "do_not_truncate": "do_not_truncate"}
+_ID_FIELDS = {"input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "length"}
 # Keys of a transformers tokenizer_config.json that describe transformers' own state, not ours.
 _DERIVED_KEYS = {"added_tokens_decoder", "backend", "tokenizer_class", "name_or_path", "special_tokens_map_file",
                  "tokenizer_file", "vocab_file", "additional_special_tokens", "extra_special_tokens",
@@ -666,13 +667,15 @@ class WavLMCTCTokenizer:
             or (bool(text) and not is_split_into_words and isinstance(text[0], (str, list, tuple))))
         if not batched:
             out = self._encode_one(text, text_pair, cut, max_length, **one)
-            if strategy != "do_not_pad" or return_attention_mask is None or return_attention_mask:
+            if return_attention_mask is None:
+                pad["return_attention_mask"] = True
+            if strategy != "do_not_pad" or pad["return_attention_mask"]:
                 out = dict(self.pad(out, **pad))
             if return_length:
                 out["length"] = len(out["input_ids"])
             if return_tensors is not None:  # a single text becomes a batch of one
                 out = {k: [v] for k, v in out.items()}
-            return BatchFeature(out, tensor_type=return_tensors)
+            return _int_batch(out, return_tensors)
         if not text:
             raise ValueError("text is an empty list; pass at least one text")
         if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
@@ -693,7 +696,7 @@ class WavLMCTCTokenizer:
                 encoded["length"] = len(encoded["input_ids"])
             for key, value in encoded.items():
                 rows.setdefault(key, []).append(value)
-        return BatchFeature(dict(self.pad(rows, **pad)), tensor_type=return_tensors)
+        return _int_batch(dict(self.pad(rows, **pad)), return_tensors)
 
     def encode(self, text: Any, text_pair: Any = None, add_special_tokens: bool = True, padding: bool | str = False,
                truncation: bool | str | None = None, max_length: int | None = None, return_tensors: str | None = None,
@@ -786,7 +789,7 @@ class WavLMCTCTokenizer:
         if rows and not isinstance(rows[0], (list, tuple)):  # one sequence, not a batch
             out = self._pad_one(encoded_inputs, max_length, strategy, pad_to_multiple_of, padding_side,
                                 return_attention_mask)
-            return BatchFeature(out, tensor_type=return_tensors)
+            return _int_batch(out, return_tensors)
         if any(len(v) != len(rows) for v in encoded_inputs.values()):
             raise ValueError(f"pad() got fields of different batch sizes: "
                              f"{ {k: len(v) for k, v in encoded_inputs.items()} }")
@@ -798,7 +801,7 @@ class WavLMCTCTokenizer:
                                 pad_to_multiple_of, padding_side, return_attention_mask)
             for key, value in one.items():
                 batch.setdefault(key, []).append(value)
-        return BatchFeature(batch, tensor_type=return_tensors)
+        return _int_batch(batch, return_tensors)
 
     # --------------------------------------------------------------------------------------- decoding
     def _groups(self, tokens: list[str], group_tokens: bool) -> list[tuple[str, int, int]]:
@@ -1013,6 +1016,16 @@ class WavLMCTCTokenizer:
 
 
 Wav2Vec2CTCTokenizer = WavLMCTCTokenizer
+
+
+def _int_batch(data: dict[str, Any], tensor_type: str | None) -> BatchFeature:
+    """BatchFeature of id lists; with a tensor type, rectangular id rows become int64 even when empty."""
+    if tensor_type is not None:
+        for key in _ID_FIELDS.intersection(data):
+            rows = data[key]
+            if isinstance(rows, list) and len({len(r) if isinstance(r, list) else -1 for r in rows}) <= 1:
+                data[key] = np.asarray(rows, dtype=np.int64)
+    return BatchFeature(data, tensor_type=tensor_type)
 
 
 def _to_py(value: Any) -> Any:

@@ -16,6 +16,7 @@ import pytest
 tf = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from frontend_support import compare, plain  # noqa: E402
 from wavlm import BatchFeature, WavLMCTCTokenizer, WavLMFeatureExtractor, WavLMProcessor  # noqa: E402
 
 LETTERS = list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
@@ -28,52 +29,13 @@ TEXT = ["HELLO WORLD", "HI", "A B C"]
 @pytest.fixture(autouse=True)
 def _quiet():
     # transformers logs a warning per call without sampling_rate; ours warns once per extractor
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         yield
-
-
-def plain(x):
-    if hasattr(x, "keys") and hasattr(x, "__getitem__") and not isinstance(x, dict):
-        return {k: plain(x[k]) for k in x.keys()}
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if hasattr(x, "numpy"):
-        x = x.numpy()
-    if isinstance(x, np.ndarray):
-        if x.dtype == object:  # transformers' ragged rows: compared row by row with ours
-            return [plain(v) for v in x]
-        return ("array", str(x.dtype), np.round(x.astype(np.float64), 5).tolist())
-    return x
-
-
-def outcome(fn):
-    try:
-        return plain(fn())
-    except (ValueError, TypeError) as e:
-        return type(e).__name__
-
-
-def has_object_array(result) -> bool:
-    return any(isinstance(v, np.ndarray) and v.dtype == object for v in result.values())
-
-
-def compare(theirs_fn, ours_fn, context) -> None:
-    """Equal outcomes; where transformers returns a numpy object array for ragged rows with return_tensors, ours
-    raises ValueError naming the field (the documented difference, pinned by test_ragged_audio_batch_...)."""
-    try:
-        raw = theirs_fn()
-    except (ValueError, TypeError) as e:
-        assert outcome(ours_fn) == type(e).__name__, context
-        return
-    if has_object_array(raw) and outcome(ours_fn) == "ValueError":
-        with pytest.raises(ValueError, match="different lengths"):
-            ours_fn()
-        return
-    assert outcome(ours_fn) == plain(raw), context
+    logger.setLevel(level)
 
 
 def processors(tmp_path: Path, **fe_kw):

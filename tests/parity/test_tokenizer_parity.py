@@ -14,52 +14,17 @@ import pytest
 tf = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from frontend_support import compare, outcome, plain  # noqa: E402
 from wavlm import AddedToken, WavLMCTCTokenizer  # noqa: E402
 
 LETTERS = list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate(LETTERS)}}
 
 
-def plain(x):
-    """Outputs of either library -> nested Python values (np.int64 -> int, arrays/tensors -> lists)."""
-    if hasattr(x, "keys") and not isinstance(x, dict) and hasattr(x, "__getitem__"):
-        return {k: plain(x[k]) for k in x.keys()}
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return x
-
-
 def pair(tmp_path: Path, vocab: dict, name: str = "vocab.json", **kw):
     path = tmp_path / name
     path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     return tf.Wav2Vec2CTCTokenizer(str(path), **kw), WavLMCTCTokenizer(path, **kw)
-
-
-def outcome(fn):
-    """The result of fn() as plain values, or the exception type when it raises."""
-    try:
-        return plain(fn())
-    except (ValueError, TypeError, KeyError) as e:
-        return type(e).__name__
-
-
-def compare_or_ragged(theirs_fn, ours_fn, context) -> None:
-    """Equal outcomes; where transformers builds a numpy object array (ragged rows with return_tensors), ours
-    raises ValueError instead (the documented difference, pinned by test_ragged_batch_with_return_tensors)."""
-    try:
-        raw = theirs_fn()
-    except (ValueError, TypeError, KeyError) as e:
-        assert outcome(ours_fn) == type(e).__name__, context
-        return
-    if any(isinstance(v, np.ndarray) and v.dtype == object for v in raw.values()):
-        with pytest.raises(ValueError, match="different lengths"):
-            ours_fn()
-        return
-    assert outcome(ours_fn) == plain(raw), context
 
 
 def same_state(theirs, ours) -> None:
@@ -225,14 +190,14 @@ KWARG_GRID = [
                                                  for kw in KWARG_GRID])
 def test_call_keywords_match(tmp_path, kw):
     theirs, ours = pair(tmp_path, VOCAB)
-    cases = [(("HELLO",), {}), (("HI", "YOU"), {}), (("HELLO WORLD",), {"text_pair": "AB"}),
+    cases = [(("HELLO",), {}), (("",), {}), ((["", ""],), {}), (("HI", "YOU"), {}), (("HELLO WORLD",), {"text_pair": "AB"}),
              ((["HELLO", "A", ""],), {}), ((["HI", "HELLO"], ["YO", "A B C"]), {}),
              (([("HI", "YO"), ("A", "BCD E")],), {}), ((["HELLO", "WORLD"],), {"is_split_into_words": True}),
              (([["HI", "YOU"], ["A"]],), {"is_split_into_words": True}), (([11, 10, 4],), {}),
              ((),  {"text_target": ["HI", "THERE"]}), ((["A B"],), {"text_target": ["HI", "THERE A"]})]
     for args, extra in cases:
         for tensors in (None, "np", "pt"):
-            compare_or_ragged(lambda: theirs(*args, **extra, **kw, return_tensors=tensors),
+            compare(lambda: theirs(*args, **extra, **kw, return_tensors=tensors),
                               lambda: ours(*args, **extra, **kw, return_tensors=tensors), (args, extra, tensors))
 
 
@@ -273,7 +238,7 @@ PAD_KWARGS = [{}, {"padding": "max_length", "max_length": 5}, {"padding": False}
 def test_pad_matches_and_keeps_a_given_attention_mask(tmp_path):
     theirs, ours = pair(tmp_path, VOCAB)
     for inputs, kw in itertools.product(PAD_INPUTS, PAD_KWARGS):
-        compare_or_ragged(lambda: theirs.pad(json.loads(json.dumps(inputs)), **kw),
+        compare(lambda: theirs.pad(json.loads(json.dumps(inputs)), **kw),
                           lambda: ours.pad(json.loads(json.dumps(inputs)), **kw), (inputs, kw))
     kept = ours.pad({"input_ids": [[5, 6], [7]], "attention_mask": [[1, 0], [1]]})
     assert kept["attention_mask"] == [[1, 0], [1, 0]]
