@@ -101,6 +101,7 @@ def _mappings():
                                                     for r in rows]}
     yield "torch", lambda: {"input_values": [torch.from_numpy(r.copy()) for r in rows]}
     yield "python lists", lambda: {"input_values": [r.tolist() for r in rows]}
+    yield "float64", lambda: [{"input_values": r.astype(np.float64)} for r in rows]
     yield "extra key", lambda: [{"input_values": r.copy(), "speaker": i} for i, r in enumerate(rows)]
     yield "empty", lambda: {"input_values": []}
 
@@ -215,14 +216,16 @@ def test_decode_forwards_like_transformers(tmp_path):
 def test_from_pretrained_routes_tokenizer_keywords(tmp_path):
     theirs, _ = processors(tmp_path)
     theirs.save_pretrained(str(tmp_path / "p"))
-    kw = dict(bos_token="(BOS)", do_normalize=False, return_attention_mask=True, do_lower_case=True)
+    kw = dict(bos_token="(BOS)", eos_token="(EOS)", do_normalize=False, padding_value=1.0, return_attention_mask=True,
+              do_lower_case=True)
     a = tf.Wav2Vec2Processor.from_pretrained(str(tmp_path / "p"), **kw)
     b = WavLMProcessor.from_pretrained(tmp_path / "p", **kw)
     assert (b.tokenizer.bos_token, b.tokenizer.bos_token_id) == (a.tokenizer.bos_token, a.tokenizer.bos_token_id)
+    assert (b.tokenizer.eos_token, b.tokenizer.eos_token_id) == (a.tokenizer.eos_token, a.tokenizer.eos_token_id)
     assert b.tokenizer.get_vocab() == a.tokenizer.get_vocab() and b.tokenizer.do_lower_case
     assert b.feature_extractor.to_dict() == a.feature_extractor.to_dict()
     assert "bos_token" not in b.feature_extractor.to_dict()
-    for text in ("(BOS) hello", "a (BOS)b"):
+    for text in ("(BOS) hello", "a (BOS)b (EOS)"):
         assert b(text=text)["input_ids"] == a(text=text)["input_ids"]
     b.save_pretrained(tmp_path / "ours")
     assert "bos_token" not in json.loads((tmp_path / "ours" / "preprocessor_config.json").read_text())
