@@ -156,11 +156,12 @@ class WavLMCTCTokenizer:
     Decoding (CTC): merge runs of identical ids (`group_tokens`), drop `pad_token` (the CTC blank), map the
     word delimiter to `replace_word_delimiter_char`, join, strip.
 
-    Known differences: with `skip_special_tokens=True`, transformers removes blanks and special tokens *before*
-    merging repeats, so a blank between two identical letters is lost ("HEL<pad>LO" -> "HELO"); we merge first and
-    then drop them ("HELLO"), which is the CTC rule, and offsets stay frame indices. An unknown character maps to
-    the id of `unk_token` also when vocab.json lacks it (transformers gives None). Without those cases both
-    libraries give identical ids, text and offsets.
+    Known differences (README, "Differences from transformers"): with `skip_special_tokens=True`, transformers
+    removes blanks and special tokens *before* merging repeats, so a blank between two identical letters is lost
+    ("HEL<pad>LO" -> "HELO"); we merge first and then drop them ("HELLO"), which is the CTC rule, and offsets stay
+    frame indices. An unknown character maps to the id of `unk_token` also when vocab.json lacks it (transformers
+    gives None); a multi-character word delimiter stays one token; setting `word_delimiter_token` takes effect.
+    Otherwise both libraries give identical ids, text and offsets.
 
     Args:
         vocab_file: path to `vocab.json` ({token: id}, or {lang: {token: id}} with `target_lang`).
@@ -178,8 +179,9 @@ class WavLMCTCTokenizer:
     bos_token, eos_token, unk_token = _special("bos_token"), _special("eos_token"), _special("unk_token")
     sep_token, pad_token, cls_token = _special("sep_token"), _special("pad_token"), _special("cls_token")
     mask_token, word_delimiter_token = _special("mask_token"), _special("word_delimiter_token")
-    bos_token_id, eos_token_id, unk_token_id = _special_id("bos_token"), _special_id("eos_token"), _special_id("unk_token")
-    sep_token_id, pad_token_id, cls_token_id = _special_id("sep_token"), _special_id("pad_token"), _special_id("cls_token")
+    bos_token_id, eos_token_id = _special_id("bos_token"), _special_id("eos_token")
+    unk_token_id, sep_token_id = _special_id("unk_token"), _special_id("sep_token")
+    pad_token_id, cls_token_id = _special_id("pad_token"), _special_id("cls_token")
     mask_token_id, word_delimiter_token_id = _special_id("mask_token"), _special_id("word_delimiter_token")
 
     def __init__(
@@ -639,7 +641,8 @@ class WavLMCTCTokenizer:
                       split_special_tokens=split_special_tokens, padding_side=padding_side,
                       pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors,
                       return_token_type_ids=bool(return_token_type_ids),
-                      return_attention_mask=return_attention_mask, return_special_tokens_mask=return_special_tokens_mask,
+                      return_attention_mask=return_attention_mask,
+                      return_special_tokens_mask=return_special_tokens_mask,
                       return_length=return_length, verbose=verbose)
         encodings = None if text is None else self._encode(text, text_pair, strategy, cut, max_length, **common)
         if text_target is None:

@@ -190,7 +190,8 @@ KWARG_GRID = [
                                                  for kw in KWARG_GRID])
 def test_call_keywords_match(tmp_path, kw):
     theirs, ours = pair(tmp_path, VOCAB)
-    cases = [(("HELLO",), {}), (("",), {}), ((["", ""],), {}), (("HI", "YOU"), {}), (("HELLO WORLD",), {"text_pair": "AB"}),
+    cases = [(("HELLO",), {}), (("",), {}), ((["", ""],), {}), (("HI", "YOU"), {}),
+             (("HELLO WORLD",), {"text_pair": "AB"}),
              ((["HELLO", "A", ""],), {}), ((["HI", "HELLO"], ["YO", "A B C"]), {}),
              (([("HI", "YO"), ("A", "BCD E")],), {}), ((["HELLO", "WORLD"],), {"is_split_into_words": True}),
              (([["HI", "YOU"], ["A"]],), {"is_split_into_words": True}), (([11, 10, 4],), {}),
@@ -255,7 +256,8 @@ def test_tokenize_keywords_match(tmp_path):
     for text in ("HI <s> CH A", "A B", " X"):
         for kw in ({}, {"is_split_into_words": True}, {"split_special_tokens": True}):
             assert ours.tokenize(text, **kw) == theirs.tokenize(text, **kw), (text, kw)
-        assert ours(text, split_special_tokens=True)["input_ids"] == theirs(text, split_special_tokens=True)["input_ids"]
+        kw = {"split_special_tokens": True}
+        assert ours(text, **kw)["input_ids"] == theirs(text, **kw)["input_ids"]
 
 
 # ------------------------------------------------------------------ ids of special tokens missing from vocab
