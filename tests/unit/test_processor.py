@@ -120,3 +120,16 @@ def test_keywords_are_routed_and_checked(tmp_path, processor):
     loaded = WavLMProcessor.from_pretrained(tmp_path / "p", bos_token="(BOS)", do_normalize=False)
     assert loaded.tokenizer.bos_token == "(BOS)" and loaded.tokenizer.bos_token_id == 32
     assert not loaded.feature_extractor.do_normalize and "bos_token" not in loaded.feature_extractor.to_dict()
+
+
+def test_auto_loaders_accept_transformers_selection_flags(tmp_path, processor):
+    processor.save_pretrained(tmp_path / "p")
+    flags = dict(trust_remote_code=True, use_fast=False)
+    assert isinstance(AutoTokenizer.from_pretrained(tmp_path / "p", **flags), WavLMCTCTokenizer)
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path / "p", **flags), WavLMProcessor)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(tmp_path / "p", trust_remote_code=True),
+                      WavLMFeatureExtractor)
+    saved = json.loads((tmp_path / "p" / "tokenizer_config.json").read_text())
+    AutoTokenizer.from_pretrained(tmp_path / "p", **flags).save_pretrained(tmp_path / "q")
+    again = json.loads((tmp_path / "q" / "tokenizer_config.json").read_text())
+    assert again == saved and "use_fast" not in again and "trust_remote_code" not in again
