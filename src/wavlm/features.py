@@ -214,7 +214,8 @@ class WavLMFeatureExtractor:
     happens: NaN/inf samples raise instead of propagating; ragged batches with `return_tensors` raise
     instead of building an object array; left padding normalises the real samples (transformers normalises
     the first `length` samples, i.e. partly the padding); integer input is cast to float32 unscaled even
-    without normalisation (transformers leaves it as integers).
+    without normalisation (transformers leaves it as integers); a (batch, samples) tensor is a batch; keywords
+    it does not take raise TypeError (transformers ignores them).
 
     Args:
         feature_size: channels per time step; must be 1 (raw mono waveform).
