@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wavlm.features import (CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, _hub_kwargs,
-                            load_feature_extractor_config)
+from wavlm.features import CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, load_feature_extractor_config
+from wavlm.hub import hub_options
 from wavlm.processor import WavLMProcessor
 from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, VOCAB_NAME, WavLMCTCTokenizer
 
@@ -24,7 +24,7 @@ _AUTO_FLAGS = ("trust_remote_code", "use_fast", "_from_auto", "_from_pipeline")
 def _split_hub(kwargs: dict[str, Any]) -> dict[str, Any]:
     for flag in _AUTO_FLAGS:
         kwargs.pop(flag, None)
-    return _hub_kwargs(kwargs)
+    return hub_options(kwargs)
 
 
 def _read_json(directory: Path, name: str) -> dict[str, Any]:

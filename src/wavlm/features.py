@@ -13,19 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from wavlm.hub import hub_options
+
 CONFIG_NAME = "preprocessor_config.json"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 # Written into preprocessor_config.json so that transformers' AutoFeatureExtractor picks its own class.
 HF_FEATURE_EXTRACTOR_TYPE = "Wav2Vec2FeatureExtractor"
 _NORM_EPS = 1e-7  # parity: transformers adds 1e-7 to the (biased) variance
 FIELDS = ("feature_size", "sampling_rate", "padding_value", "return_attention_mask", "do_normalize", "padding_side")
-# transformers' download options of from_pretrained, passed on to wavlm.hub.resolve_files.
-_HUB_KEYS = ("revision", "cache_dir", "token", "local_files_only")
-
-
-def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the Hub download options from `kwargs` (in place) and return them."""
-    return {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
 
 
 def _is_torch(x: Any) -> bool:
@@ -458,9 +453,10 @@ class WavLMFeatureExtractor:
 
         Reads `preprocessor_config.json`, or the `feature_extractor` entry of `processor_config.json`
         (what transformers 5 writes for a whole processor). Hub options (revision, cache_dir, token,
-        local_files_only) select the files; `return_unused_kwargs=True` as in `from_dict`.
+        local_files_only, force_download, subfolder) select the files; `return_unused_kwargs=True` as in
+        `from_dict`.
         """
-        hub = _hub_kwargs(kwargs)
+        hub = hub_options(kwargs)
         config = load_feature_extractor_config(pretrained_model_name_or_path, **hub)
         return cls.from_dict(config, **kwargs)
 
@@ -478,7 +474,8 @@ Wav2Vec2FeatureExtractor = WavLMFeatureExtractor
 def load_feature_extractor_config(pretrained_model_name_or_path: str | os.PathLike, **hub: Any) -> dict[str, Any]:
     """The feature extractor settings saved in a directory, json file or Hub repo, as a dict.
 
-    `hub`: the download options of `wavlm.hub.resolve_files` (revision, cache_dir, token, local_files_only).
+    `hub`: the download options of `wavlm.hub.resolve_files` (revision, cache_dir, token, local_files_only,
+    force_download, subfolder).
     """
     source = Path(pretrained_model_name_or_path)
     if source.is_file():

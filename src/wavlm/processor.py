@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wavlm.features import CONFIG_NAME, FIELDS, BatchFeature, WavLMFeatureExtractor, _hub_kwargs, \
-    load_feature_extractor_config
+from wavlm.features import CONFIG_NAME, FIELDS, BatchFeature, WavLMFeatureExtractor, load_feature_extractor_config
+from wavlm.hub import hub_options
 from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, WavLMCTCTokenizer, labels_with_ignore_index
 
 HF_PROCESSOR_CLASS = "Wav2Vec2Processor"
@@ -198,7 +198,7 @@ class WavLMProcessor:
         extractor (`do_normalize`, `return_attention_mask`, ...) to it; everything else (`bos_token`,
         `target_lang`, `do_lower_case`, ...) to the tokenizer, as in transformers.
         """
-        hub = _hub_kwargs(kwargs)
+        hub = hub_options(kwargs)
         fe_config = load_feature_extractor_config(pretrained_model_name_or_path, **hub)
         fe_keys = set(FIELDS) | set(fe_config)
         fe_kwargs = {k: v for k, v in kwargs.items() if k in fe_keys}

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from wavlm.features import BatchFeature, _hub_kwargs, _is_torch, _padding_strategy
+from wavlm.features import BatchFeature, _is_torch, _padding_strategy
+from wavlm.hub import hub_options
 from wavlm.outputs import ModelOutput
 
 VOCAB_NAME = "vocab.json"
@@ -972,7 +973,7 @@ class WavLMCTCTokenizer:
         keyword arguments (`target_lang`, `bos_token`, ...) override saved values, as in transformers."""
         from wavlm.hub import resolve_files
 
-        hub = _hub_kwargs(kwargs)
+        hub = hub_options(kwargs)
         directory = resolve_files(pretrained_model_name_or_path,
                                   [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, ADDED_TOKENS_NAME],
                                   **hub)

@@ -324,3 +324,21 @@ def test_integer_samples_without_normalisation():
     b = WavLMFeatureExtractor(do_normalize=False)(x, sampling_rate=16000)
     assert b["input_values"].dtype == np.float32
     assert plain(b) == plain(a)
+
+
+def test_subfolder_reaches_every_part(tmp_path):
+    theirs, ours = processors(tmp_path, return_attention_mask=True)
+    theirs.save_pretrained(str(tmp_path / "repo" / "sub"))
+    ours.save_pretrained(tmp_path / "ours" / "sub")
+    for parent in ("repo", "ours"):
+        root = tmp_path / parent
+        a = tf.Wav2Vec2Processor.from_pretrained(str(root), subfolder="sub")
+        b = WavLMProcessor.from_pretrained(root, subfolder="sub")
+        assert b.feature_extractor.to_dict() == a.feature_extractor.to_dict()
+        assert b.tokenizer.get_vocab() == a.tokenizer.get_vocab()
+        assert WavLMFeatureExtractor.from_pretrained(root, subfolder="sub").to_dict() == \
+               tf.Wav2Vec2FeatureExtractor.from_pretrained(str(root), subfolder="sub").to_dict()
+        assert WavLMCTCTokenizer.from_pretrained(root, subfolder="sub").get_vocab() == \
+               tf.Wav2Vec2CTCTokenizer.from_pretrained(str(root), subfolder="sub").get_vocab()
+    with pytest.raises(OSError, match="subfolder 'nope'"):
+        WavLMProcessor.from_pretrained(tmp_path / "repo", subfolder="nope")
