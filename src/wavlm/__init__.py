@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "BatchFeature": "features",
     "WavLMCTCTokenizer": "tokenizer",
     "Wav2Vec2CTCTokenizer": "tokenizer",
+    "AddedToken": "tokenizer",
     "WavLMProcessor": "processor",
     "Wav2Vec2Processor": "processor",
     "AutoProcessor": "auto",

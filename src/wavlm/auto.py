@@ -10,17 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from wavlm.features import CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, load_feature_extractor_config
+from wavlm.hub import hub_options
 from wavlm.processor import WavLMProcessor
 from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, VOCAB_NAME, WavLMCTCTokenizer
 
 _FEATURE_EXTRACTORS = {"Wav2Vec2FeatureExtractor", "WavLMFeatureExtractor"}
 _TOKENIZERS = {"Wav2Vec2CTCTokenizer", "WavLMCTCTokenizer"}
 _PROCESSORS = {"Wav2Vec2Processor", "WavLMProcessor"}
-_HUB_KEYS = ("revision", "cache_dir", "token", "local_files_only")
+# transformers' Auto* flags that choose among implementations; wavlm has one of each and never runs Hub code.
+_AUTO_FLAGS = ("trust_remote_code", "use_fast", "_from_auto", "_from_pipeline")
 
 
 def _split_hub(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
+    for flag in _AUTO_FLAGS:
+        kwargs.pop(flag, None)
+    return hub_options(kwargs)
 
 
 def _read_json(directory: Path, name: str) -> dict[str, Any]:
@@ -78,7 +82,7 @@ class AutoProcessor:
         """Pick the class from processor_class / the files present; keywords go as in `WavLMProcessor`."""
         from wavlm.hub import resolve_files
 
-        hub = {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
+        hub = _split_hub(kwargs)
         directory = resolve_files(pretrained_model_name_or_path,
                                   [CONFIG_NAME, PROCESSOR_CONFIG_NAME, TOKENIZER_CONFIG_NAME, VOCAB_NAME], **hub)
         for name in (PROCESSOR_CONFIG_NAME, CONFIG_NAME, TOKENIZER_CONFIG_NAME):
@@ -86,6 +90,6 @@ class AutoProcessor:
             if kind and kind not in _PROCESSORS:
                 raise ValueError(f"{pretrained_model_name_or_path} holds a {kind}; wavlm supports {sorted(_PROCESSORS)}")
         if (directory / VOCAB_NAME).is_file():
-            return WavLMProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return WavLMProcessor.from_pretrained(pretrained_model_name_or_path, **hub, **kwargs)
         kwargs.pop("target_lang", None)
-        return AutoFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return AutoFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **hub, **kwargs)

@@ -7,17 +7,20 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from wavlm.hub import hub_options
 
 CONFIG_NAME = "preprocessor_config.json"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 # Written into preprocessor_config.json so that transformers' AutoFeatureExtractor picks its own class.
 HF_FEATURE_EXTRACTOR_TYPE = "Wav2Vec2FeatureExtractor"
 _NORM_EPS = 1e-7  # parity: transformers adds 1e-7 to the (biased) variance
+FIELDS = ("feature_size", "sampling_rate", "padding_value", "return_attention_mask", "do_normalize", "padding_side")
 
 
 def _is_torch(x: Any) -> bool:
@@ -38,8 +41,10 @@ class BatchFeature(dict):
     (None, "np" or "pt"). `model(**batch)` works because this is a plain dict underneath.
     """
 
-    def __init__(self, data: dict[str, Any] | None = None, tensor_type: str | None = None) -> None:
+    def __init__(self, data: Mapping[str, Any] | None = None, tensor_type: str | None = None,
+                 skip_tensor_conversion: Sequence[str] | None = None) -> None:
         super().__init__(data or {})
+        self.skip_tensor_conversion = set(skip_tensor_conversion or ())
         self.convert_to_tensors(tensor_type)
 
     def __getattr__(self, name: str) -> Any:
@@ -56,9 +61,11 @@ class BatchFeature(dict):
         """The fields as a plain dict (transformers' `BatchFeature.data`)."""
         return dict(self)
 
-    def convert_to_tensors(self, tensor_type: str | None = None) -> BatchFeature:
+    def convert_to_tensors(self, tensor_type: str | None = None,
+                           skip_tensor_conversion: Sequence[str] | None = None) -> BatchFeature:
         """Stack every field into one array per key: "np" -> numpy, "pt" -> torch, None -> unchanged.
 
+        Fields in `skip_tensor_conversion` and fields that hold no numbers (strings, dicts) are left as they are.
         Raises ValueError naming the field when its rows have different lengths (pass `padding=True`).
         """
         if tensor_type is None:
@@ -66,8 +73,10 @@ class BatchFeature(dict):
         tensor_type = str(getattr(tensor_type, "value", tensor_type))
         if tensor_type not in ("np", "pt"):
             raise ValueError(f"return_tensors must be 'np', 'pt' or None, got {tensor_type!r}")
+        skip = self.skip_tensor_conversion | set(skip_tensor_conversion or ())
         for key, value in self.items():
-            self[key] = _stack(key, value, tensor_type)
+            if key not in skip and _is_numeric(value):
+                self[key] = _stack(key, value, tensor_type)
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
@@ -90,6 +99,15 @@ class BatchFeature(dict):
 
     def __repr__(self) -> str:
         return f"BatchFeature({dict.__repr__(self)})"
+
+
+def _is_numeric(value: Any) -> bool:
+    """Arrays, tensors, numbers and (nested) lists of them; not strings, dicts or None."""
+    while isinstance(value, (list, tuple)):
+        if not value:
+            return True
+        value = value[0]
+    return isinstance(value, (int, float, np.ndarray, np.number)) or _is_torch(value)
 
 
 def _stack(key: str, value: Any, tensor_type: str) -> Any:
@@ -191,7 +209,8 @@ class WavLMFeatureExtractor:
     happens: NaN/inf samples raise instead of propagating; ragged batches with `return_tensors` raise
     instead of building an object array; left padding normalises the real samples (transformers normalises
     the first `length` samples, i.e. partly the padding); integer input is cast to float32 unscaled even
-    without normalisation (transformers leaves it as integers).
+    without normalisation (transformers leaves it as integers); a (batch, samples) tensor is a batch; keywords
+    it does not take raise TypeError (transformers ignores them).
 
     Args:
         feature_size: channels per time step; must be 1 (raw mono waveform).
@@ -226,7 +245,8 @@ class WavLMFeatureExtractor:
         self.do_normalize = bool(do_normalize)
         self.padding_side = padding_side
         kwargs.pop("feature_extractor_type", None)  # always written back as HF_FEATURE_EXTRACTOR_TYPE
-        # Unknown keys (processor_class, auto_map, ...) are kept and written back, never dropped.
+        kwargs.pop("processor_class", None)  # belongs to the processor, which writes it (as transformers does)
+        # Unknown keys of a saved file (auto_map, ...) are kept and written back, never dropped.
         self.extra_config: dict[str, Any] = kwargs
         self._warned_no_rate = False
 
@@ -286,6 +306,9 @@ class WavLMFeatureExtractor:
                 if not np.isfinite(v).all():
                     raise ValueError(f"utterance {i} is too large to normalise in float32 (max |x| = "
                                      f"{np.abs(utterances[i]).max():.3g}); expected samples in [-1, 1]")
+        if not self.do_normalize and return_tensors is None and len({len(v) for v in values}) == 1:
+            # parity: without normalisation transformers returns its padded (B, S) array, not a list of rows
+            values = np.stack(values)
         data: dict[str, Any] = {"input_values": values}
         if return_attention_mask:
             data["attention_mask"] = masks
@@ -322,30 +345,35 @@ class WavLMFeatureExtractor:
         """Pad already-extracted features (no normalisation), e.g. in a data collator.
 
         Args:
-            processed_features: a BatchFeature/dict of lists (`{"input_values": [...], ...}`) or a list of
-                per-utterance dicts. An existing `attention_mask` is padded with zeros; other keys are
-                stacked as given.
+            processed_features: a BatchFeature or any mapping of lists (`{"input_values": [...], ...}`), or a list
+                of per-utterance mappings. A given `attention_mask` is kept (and padded with zeros); other keys
+                are stacked as given.
             return_tensors: None infers it ("pt" for torch input, else "np"; lists when left ragged).
 
         Returns:
             BatchFeature with padded `input_values` and, if asked (default: `self.return_attention_mask`, or
             when the input had one), `attention_mask` int32.
         """
-        if isinstance(processed_features, (list, tuple)):
-            if not processed_features or not isinstance(processed_features[0], dict):
-                raise ValueError("pad() takes a dict of lists or a list of dicts, e.g. [{'input_values': x}, ...]")
+        key = self.model_input_names[0]
+        if isinstance(processed_features, (list, tuple)) and processed_features and \
+                all(isinstance(f, Mapping) for f in processed_features):
             batch = {k: [f[k] for f in processed_features] for k in processed_features[0]}
-        elif isinstance(processed_features, dict):
+        elif isinstance(processed_features, Mapping):
             batch = dict(processed_features)
         else:
-            raise ValueError(f"pad() takes a dict of lists or a list of dicts, got {type(processed_features).__name__}")
-        key = self.model_input_names[0]
+            raise ValueError(f"pad() takes a mapping of lists (e.g. a BatchFeature) or a list of mappings such as "
+                             f"[{{'{key}': x}}, ...], got {type(processed_features).__name__}")
         if key not in batch:
             raise ValueError(f"pad() needs the key {key!r}, got keys {list(batch)}")
         rows = batch[key]
+        if return_attention_mask is None:
+            return_attention_mask = self.return_attention_mask or "attention_mask" in batch
+        if len(rows) == 0:
+            if return_attention_mask:
+                batch["attention_mask"] = []
+            return BatchFeature(batch)
         if return_tensors is None:
-            first = rows[0] if isinstance(rows, (list, tuple)) and len(rows) else rows
-            return_tensors = "pt" if _is_torch(first) else "np"
+            return_tensors = "pt" if _is_torch(rows[0]) or _is_torch(rows) else "np"
         utterances = [_as_float32(_to_numpy(r), i) for i, r in enumerate(rows)]
         values, masks, _ = pad_sequences(utterances, padding, max_length, truncation, pad_to_multiple_of,
                                          self.padding_value, self.padding_side)
@@ -353,8 +381,6 @@ class WavLMFeatureExtractor:
             given, _, _ = pad_sequences([_to_numpy(m).astype(np.int32) for m in batch["attention_mask"]],
                                         padding, max_length, truncation, pad_to_multiple_of, 0, self.padding_side)
             masks = given
-        if return_attention_mask is None:
-            return_attention_mask = self.return_attention_mask or "attention_mask" in batch
         out: dict[str, Any] = {k: v for k, v in batch.items() if k not in (key, "attention_mask")}
         out[key] = values
         if return_attention_mask:
@@ -380,44 +406,63 @@ class WavLMFeatureExtractor:
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> list[str]:
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        """Write `to_json_string()` into a file (any name; `save_pretrained` uses preprocessor_config.json)."""
+        Path(json_file_path).write_text(self.to_json_string(), encoding="utf-8")
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> WavLMFeatureExtractor:
+        """Build from a json file of settings (keys it does not know are kept and written back)."""
+        config = json.loads(Path(json_file).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"{json_file} must hold a JSON object of feature extractor settings, got "
+                             f"{type(config).__name__}")
+        return cls(**config)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False) -> list[str]:
         """Write `preprocessor_config.json` into `save_directory` (created if needed); returns the paths."""
+        if push_to_hub:
+            raise NotImplementedError("push_to_hub is not supported; save locally and upload with huggingface_hub")
         path = Path(save_directory)
         if path.is_file():
             raise ValueError(f"save_pretrained needs a directory, {path} is a file")
         path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_NAME).write_text(self.to_json_string(), encoding="utf-8")
+        self.to_json_file(path / CONFIG_NAME)
         return [str(path / CONFIG_NAME)]
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any], **kwargs: Any) -> WavLMFeatureExtractor:
-        return cls(**{**config, **kwargs})
+    def from_dict(cls, config: dict[str, Any], **kwargs: Any) -> Any:
+        """Build from saved settings; keyword arguments override them.
+
+        A keyword that is neither a setting of the extractor nor a key of `config` raises TypeError naming it
+        (transformers drops it silently), unless `return_unused_kwargs=True`, which returns
+        `(extractor, unused keywords)` as transformers does.
+        """
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        known = set(FIELDS) | set(config)
+        unused = {k: v for k, v in kwargs.items() if k not in known}
+        if unused and not return_unused:
+            raise TypeError(f"unexpected keyword argument(s) for {cls.__name__}: {', '.join(sorted(unused))}; "
+                            f"its settings are {', '.join(FIELDS)}")
+        extractor = cls(**{**config, **{k: v for k, v in kwargs.items() if k in known}})
+        return (extractor, unused) if return_unused else extractor
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        **kwargs: Any,
-    ) -> WavLMFeatureExtractor:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         """Load from a directory, a json file or a Hub id; keyword arguments override saved values.
 
         Reads `preprocessor_config.json`, or the `feature_extractor` entry of `processor_config.json`
-        (what transformers 5 writes for a whole processor).
+        (what transformers 5 writes for a whole processor). Hub options (revision, cache_dir, token,
+        local_files_only, force_download, subfolder) select the files; `return_unused_kwargs=True` as in
+        `from_dict`.
         """
-        config = load_feature_extractor_config(pretrained_model_name_or_path, revision=revision,
-                                               cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        hub = hub_options(kwargs)
+        config = load_feature_extractor_config(pretrained_model_name_or_path, **hub)
         return cls.from_dict(config, **kwargs)
 
     def __eq__(self, other: object) -> bool:
         # Same processing settings; bookkeeping keys such as processor_class do not change the output.
-        fields = ("feature_size", "sampling_rate", "padding_value", "return_attention_mask", "do_normalize",
-                  "padding_side")
-        return isinstance(other, WavLMFeatureExtractor) and all(getattr(self, f) == getattr(other, f) for f in fields)
+        return isinstance(other, WavLMFeatureExtractor) and all(getattr(self, f) == getattr(other, f) for f in FIELDS)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
@@ -426,29 +471,27 @@ class WavLMFeatureExtractor:
 Wav2Vec2FeatureExtractor = WavLMFeatureExtractor
 
 
-def load_feature_extractor_config(
-    pretrained_model_name_or_path: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-) -> dict[str, Any]:
-    """The feature extractor settings saved in a directory, json file or Hub repo, as a dict."""
+def load_feature_extractor_config(pretrained_model_name_or_path: str | os.PathLike, **hub: Any) -> dict[str, Any]:
+    """The feature extractor settings saved in a directory, json file or Hub repo, as a dict.
+
+    `hub`: the download options of `wavlm.hub.resolve_files` (revision, cache_dir, token, local_files_only,
+    force_download, subfolder).
+    """
     source = Path(pretrained_model_name_or_path)
     if source.is_file():
         config = json.loads(source.read_text(encoding="utf-8"))
         return config.get("feature_extractor", config) if source.name == PROCESSOR_CONFIG_NAME else config
     from wavlm.hub import resolve_files
 
-    directory = resolve_files(str(pretrained_model_name_or_path), [CONFIG_NAME, PROCESSOR_CONFIG_NAME],
-                              revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    if (directory / CONFIG_NAME).is_file():
-        return json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    directory = resolve_files(str(pretrained_model_name_or_path), [CONFIG_NAME, PROCESSOR_CONFIG_NAME], **hub)
+    # As in transformers: a processor_config.json with a nested entry wins over preprocessor_config.json.
     if (directory / PROCESSOR_CONFIG_NAME).is_file():
         config = json.loads((directory / PROCESSOR_CONFIG_NAME).read_text(encoding="utf-8"))
-        if "feature_extractor" in config:
-            return config["feature_extractor"]
+        for entry in ("feature_extractor", "audio_processor"):
+            if isinstance(config, dict) and entry in config:
+                return config[entry]
+    if (directory / CONFIG_NAME).is_file():
+        return json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
     raise OSError(f"no {CONFIG_NAME} (nor a {PROCESSOR_CONFIG_NAME} with a 'feature_extractor' entry) in "
                   f"{pretrained_model_name_or_path}")
 

@@ -3,9 +3,10 @@ skips fields left as None (so `return_dict=False` tuples come out in transformer
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:  # annotations only: the tokenizer's decode output uses ModelOutput without importing torch
+    import torch
 
 
 @dataclass

@@ -136,10 +136,12 @@ def test_pad_does_not_normalise_and_keeps_mask():
 
 
 def test_config_round_trip_keeps_unknown_keys(tmp_path):
-    fe = WavLMFeatureExtractor(return_attention_mask=True, do_normalize=False, processor_class="Wav2Vec2Processor")
+    fe = WavLMFeatureExtractor(return_attention_mask=True, do_normalize=False, auto_map={"x": "y"},
+                               processor_class="Wav2Vec2Processor")
     fe.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    assert saved["feature_extractor_type"] == "Wav2Vec2FeatureExtractor" and saved["processor_class"] == "Wav2Vec2Processor"
+    assert saved["feature_extractor_type"] == "Wav2Vec2FeatureExtractor" and saved["auto_map"] == {"x": "y"}
+    assert "processor_class" not in saved  # the processor's key, written by the processor (as in transformers)
     loaded = WavLMFeatureExtractor.from_pretrained(tmp_path)
     assert loaded == fe and loaded.to_dict() == fe.to_dict()
     assert WavLMFeatureExtractor.from_pretrained(tmp_path, return_attention_mask=False).return_attention_mask is False
@@ -156,3 +158,31 @@ def test_import_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_json_files_and_keyword_checks(tmp_path):
+    fe = WavLMFeatureExtractor(return_attention_mask=True, padding_value=0.5)
+    fe.to_json_file(tmp_path / "fe.json")
+    assert WavLMFeatureExtractor.from_json_file(tmp_path / "fe.json") == fe
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        WavLMFeatureExtractor.from_json_file(tmp_path / "list.json")
+    fe.save_pretrained(tmp_path / "d")
+    with pytest.raises(TypeError, match="return_attention_masks.*settings are"):
+        WavLMFeatureExtractor.from_pretrained(tmp_path / "d", return_attention_masks=False)
+    loaded, unused = WavLMFeatureExtractor.from_pretrained(tmp_path / "d", return_unused_kwargs=True,
+                                                           do_normalize=False, bos_token="<s>")
+    assert unused == {"bos_token": "<s>"} and not loaded.do_normalize and "bos_token" not in loaded.to_dict()
+
+
+def test_pad_takes_any_mapping_and_empty_batches():
+    from collections import UserDict
+
+    fe = WavLMFeatureExtractor(return_attention_mask=True)
+    rows = [np.ones(4, np.float32), np.ones(2, np.float32)]
+    for given in (UserDict({"input_values": rows}), [UserDict({"input_values": r}) for r in rows]):
+        out = fe.pad(given)
+        assert out.input_values.shape == (2, 4) and out.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert fe.pad({"input_values": []}) == {"input_values": [], "attention_mask": []}
+    with pytest.raises(ValueError, match="mapping of lists.*got int"):
+        fe.pad(3)

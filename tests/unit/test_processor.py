@@ -101,3 +101,35 @@ def test_local_paths_are_not_sent_to_the_hub(tmp_path):
     with pytest.raises(OSError, match="no such directory"):
         resolve_files(str(tmp_path / "missing"), ["vocab.json"])
     assert resolve_files(tmp_path, ["vocab.json"]) == tmp_path
+
+
+def test_keywords_are_routed_and_checked(tmp_path, processor):
+    audio = [np.ones(8, np.float32), np.ones(5, np.float32)]
+    both = processor(audio=audio, text=["HI", "HELLO"], sampling_rate=16000, padding="max_length", max_length=10,
+                     return_tensors="np")
+    assert both.input_values.shape == (2, 10) and both.labels.shape == (2, 10)  # max_length reaches both parts
+    with pytest.raises(TypeError, match="paddding"):
+        processor(audio=audio, sampling_rate=16000, paddding=True)
+    with pytest.raises(ValueError, match="padding given both in text_kwargs"):
+        processor(text=["HI"], padding=True, text_kwargs={"padding": "longest"})
+    with pytest.raises(ValueError, match="pass text="):
+        processor("HELLO")
+    assert processor.model_input_names == ["input_values", "attention_mask", "labels"]
+    assert processor.to_dict()["feature_extractor"]["return_attention_mask"] is True
+    processor.save_pretrained(tmp_path / "p")
+    loaded = WavLMProcessor.from_pretrained(tmp_path / "p", bos_token="(BOS)", do_normalize=False)
+    assert loaded.tokenizer.bos_token == "(BOS)" and loaded.tokenizer.bos_token_id == 32
+    assert not loaded.feature_extractor.do_normalize and "bos_token" not in loaded.feature_extractor.to_dict()
+
+
+def test_auto_loaders_accept_transformers_selection_flags(tmp_path, processor):
+    processor.save_pretrained(tmp_path / "p")
+    flags = dict(trust_remote_code=True, use_fast=False)
+    assert isinstance(AutoTokenizer.from_pretrained(tmp_path / "p", **flags), WavLMCTCTokenizer)
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path / "p", **flags), WavLMProcessor)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(tmp_path / "p", trust_remote_code=True),
+                      WavLMFeatureExtractor)
+    saved = json.loads((tmp_path / "p" / "tokenizer_config.json").read_text())
+    AutoTokenizer.from_pretrained(tmp_path / "p", **flags).save_pretrained(tmp_path / "q")
+    again = json.loads((tmp_path / "q" / "tokenizer_config.json").read_text())
+    assert again == saved and "use_fast" not in again and "trust_remote_code" not in again

@@ -123,3 +123,57 @@ def test_constructor_needs_one_vocab_source(vocab):
     with pytest.raises(ValueError, match="exactly one"):
         WavLMCTCTokenizer()
     assert WavLMCTCTokenizer(vocab=vocab).decode([7]) == "A"
+
+
+def test_bad_arguments_name_the_problem(tok, vocab):
+    with pytest.raises(ValueError, match="truncation must be"):
+        tok("HI", truncation="sideways")
+    with pytest.raises(ValueError, match="padding must be"):
+        tok("HI", padding="everywhere")
+    with pytest.raises(ValueError, match="'foo_token' is not a special token name"):
+        tok.add_special_tokens({"foo_token": "<f>"})
+    with pytest.raises(TypeError, match="a token must be a string"):
+        tok.add_tokens([5])
+    with pytest.raises(ValueError, match="pad\\(\\) takes a mapping"):
+        tok.pad(5)
+    with pytest.raises(ValueError, match="needs 'input_ids'"):
+        tok.pad({"labels": [[1]]})
+    with pytest.raises(ValueError, match="text_pair must be a list of the same length"):
+        tok(["HI", "A"], ["B"])
+    with pytest.raises(ValueError, match="empty list"):
+        tok([])
+    with pytest.raises(ValueError, match="pass text or text_target"):
+        tok()
+    with pytest.raises(ValueError, match="not a multiple of pad_to_multiple_of=4"):
+        tok(["HELLO", "A"], padding=True, truncation=True, max_length=5, pad_to_multiple_of=4)
+    with pytest.raises(NotImplementedError, match="return_overflowing_tokens"):
+        tok("HI", return_overflowing_tokens=True)
+    with pytest.raises(ValueError, match="flat"):
+        tok.set_target_lang("eng")
+    no_pad = WavLMCTCTokenizer(vocab=vocab, pad_token=None)
+    with pytest.raises(ValueError, match="needs a pad token"):
+        no_pad(["HI", "HELLO"], padding=True)
+
+
+def test_decode_output_is_a_json_ready_mapping(tok):
+    ids = ids_of(tok, "HH") + [0] + ids_of(tok, "I|YOU")
+    out = tok.decode(ids, output_word_offsets=True)
+    assert list(out) == ["text", "word_offsets"] and "char_offsets" not in out and out[0] == "HI YOU"
+    assert json.loads(json.dumps(dict(out)))["word_offsets"][1] == {"word": "YOU", "start_offset": 5,
+                                                                   "end_offset": 8}
+
+
+def test_added_tokens_encode_decode_and_round_trip(tmp_path, tok, vocab):
+    assert tok.add_tokens(["xy", "E"]) == 1 and len(tok) == len(vocab) + 1  # "E" is in the vocabulary already
+    assert tok("A xy B")["input_ids"] == [7, 4, 32, 4, 24]  # added tokens keep the spaces around them
+    assert tok.add_special_tokens({"cls_token": {"content": "[CLS]", "lstrip": True}}) == 1
+    assert tok.cls_token_id == 33 and tok("A [CLS]")["input_ids"] == [7, 33]
+    assert tok.decode([7, 32, 32, 0, 32, 33]) == "Axyxy[CLS]"
+    assert tok.decode([7, 33, 7], skip_special_tokens=True) == "AA"
+    tok.pad_token_id = 4
+    assert tok.pad_token == "|" and tok.pad({"input_ids": [[5], [5, 6]]})["input_ids"] == [[5, 4], [5, 6]]
+    tok.save_pretrained(tmp_path / "t")
+    saved = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
+    assert saved["added_tokens_decoder"]["33"]["lstrip"] is True and saved["pad_token"] == "|"
+    loaded = WavLMCTCTokenizer.from_pretrained(tmp_path / "t")
+    assert loaded.get_vocab() == tok.get_vocab() and loaded("A [CLS] xy")["input_ids"] == [7, 33, 4, 32]
