@@ -138,6 +138,7 @@ class WavLMConfig:
         if model_type not in (None, self.model_type):
             raise ValueError(f"config has model_type {model_type!r}; wavlm loads only model_type 'wavlm'")
         self._extra: dict[str, Any] = {}
+        self._name_or_path = str(kwargs.pop("name_or_path", kwargs.pop("_name_or_path", "")))
         for f in fields(self):
             value = kwargs.pop(f.name) if f.name in kwargs else copy.deepcopy(f.default)
             setattr(self, f.name, value)
@@ -186,6 +187,19 @@ class WavLMConfig:
     @property
     def torch_dtype(self) -> str | None:
         return self.dtype
+
+    @property
+    def name_or_path(self) -> str:
+        """Where the config was read from ("" for a new one); not written to config.json."""
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value: str | os.PathLike) -> None:
+        self._name_or_path = str(value)
+
+    @property
+    def use_return_dict(self) -> bool:
+        return self.return_dict
 
     # ------------------------------------------------------------------------------------------ derived values
     @property
@@ -294,15 +308,37 @@ class WavLMConfig:
         Path(path).write_text(self.to_json_string(), encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "WavLMConfig":
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> "WavLMConfig" | tuple["WavLMConfig", dict]:
+        """A config from a dict as `to_dict` or config.json holds it; keyword arguments override values as in
+        `from_pretrained` (`return_unused_kwargs=True` returns the keywords that are not config values)."""
+        return_unused = kwargs.pop("return_unused_kwargs", False)
         data = dict(data)
         model_type = data.get("model_type")
         if model_type not in (None, cls.model_type):
             raise ValueError(f"config has model_type {model_type!r}; wavlm loads only model_type 'wavlm'")
         data.pop("transformers_version", None)
-        data.pop("_name_or_path", None)
-        data.update(overrides)
-        return cls(**data)
+        config = cls(**data)
+        unused = config.apply_overrides(kwargs)
+        if return_unused:
+            return config, unused
+        _refuse_unused(unused, f"{cls.__name__}.from_dict()")
+        return config
+
+    def apply_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Set the `overrides` that are config values and return the others, untouched (as transformers: a
+        keyword is a config value when it is a field, `num_labels`/`torch_dtype`/`name_or_path`, or a key this
+        config already holds, e.g. one of its config.json's unknown keys). `dtype="auto"` is not a value."""
+        unused = {}
+        for key, value in overrides.items():
+            if key in ("dtype", "torch_dtype") and value == "auto":
+                continue
+            if key in _FIELD_NAMES or key in self._extra or key in ("torch_dtype", "name_or_path"):
+                setattr(self, key, value)
+            else:
+                unused[key] = value
+        if len(unused) < len(overrides):
+            self.validate()
+        return unused
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "WavLMConfig":
@@ -318,27 +354,34 @@ class WavLMConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "WavLMConfig":
-        """Read `config.json` from a directory, a json file, or a Hub repo id; keyword arguments override fields."""
-        hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only")
-                      if k in kwargs}
-        path = Path(name_or_path)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
+                        **kwargs: Any) -> "WavLMConfig" | tuple["WavLMConfig", dict]:
+        """Read `config.json` from a directory (or its `subfolder`), a json file, or a Hub repo id.
+
+        Keyword arguments are download options (`revision`, `cache_dir`, `token`, `local_files_only`,
+        `force_download`, `subfolder`) or config values that override the file's (`num_labels=5`). With
+        `return_unused_kwargs=True` the result is `(config, other_keywords)`, as in transformers; without it a
+        keyword that is neither raises TypeError naming it (transformers drops it silently)."""
+        from wavlm.hub import hub_options, resolve_files
+
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        hub = hub_options(kwargs)
+        for key in _IGNORED_LOADER_KEYS:
+            kwargs.pop(key, None)
+        path = Path(pretrained_model_name_or_path).expanduser()
         if path.is_file():
             config = cls.from_json_file(path)
         else:
-            if path.is_dir():
-                folder = path
-            else:
-                from wavlm.hub import resolve_files
-
-                folder = Path(resolve_files(str(name_or_path), [CONFIG_NAME], **hub_kwargs))
+            folder = Path(resolve_files(pretrained_model_name_or_path, [CONFIG_NAME], **hub))
             if not (folder / CONFIG_NAME).is_file():
-                raise FileNotFoundError(f"{name_or_path} has no {CONFIG_NAME}")
+                raise FileNotFoundError(f"{folder if hub.get('subfolder') else pretrained_model_name_or_path} "
+                                        f"has no {CONFIG_NAME}")
             config = cls.from_json_file(folder / CONFIG_NAME)
-        for key, value in kwargs.items():
-            setattr(config, key, value)
-        if kwargs:
-            config.validate()
+        config._name_or_path = str(pretrained_model_name_or_path)
+        unused = config.apply_overrides(kwargs)
+        if return_unused:
+            return config, unused
+        _refuse_unused(unused, f"{cls.__name__}.from_pretrained()")
         return config
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -356,9 +399,16 @@ class WavLMConfig:
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "torch_dtype":
             key = "dtype"
-        if key not in _FIELD_NAMES and not key.startswith("_") and "_extra" in self.__dict__:
+        if (key not in _FIELD_NAMES and not key.startswith("_") and "_extra" in self.__dict__
+                and not isinstance(getattr(type(self), key, None), property)):
             self._extra[key] = value
         object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: str) -> None:
+        if key in _FIELD_NAMES:
+            raise AttributeError(f"{key} is a WavLMConfig field and cannot be deleted; set it instead")
+        self._extra.pop(key, None)
+        object.__delattr__(self, key)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WavLMConfig) and self.to_dict() == other.to_dict()
@@ -367,11 +417,34 @@ class WavLMConfig:
         return f"WavLMConfig {self.to_json_string()}"
 
     def __deepcopy__(self, memo: dict) -> "WavLMConfig":
-        return WavLMConfig.from_dict(self.to_dict())
+        copied = WavLMConfig.from_dict(self.to_dict())
+        copied._name_or_path = self.name_or_path
+        return copied
 
     def copy(self, **changes: Any) -> "WavLMConfig":
         """A deep copy with some fields changed."""
-        return WavLMConfig.from_dict(self.to_dict(), **changes)
+        return WavLMConfig.from_dict({**self.to_dict(), **changes})
+
+
+# keywords of transformers' config loading that mean nothing here (telemetry, remote code)
+_IGNORED_LOADER_KEYS = ("trust_remote_code", "_from_auto", "_from_pipeline", "_commit_hash")
+
+
+def _refuse_unused(unused: dict[str, Any], where: str) -> None:
+    if unused:
+        names = ", ".join(sorted(unused))
+        raise TypeError(f"{where} got keyword argument(s) that are neither WavLMConfig fields nor loading options: "
+                        f"{names}" + _did_you_mean(unused))
+
+
+def _did_you_mean(unknown: dict[str, Any] | list[str], known: Any = None) -> str:
+    """' (did you mean ...?)' for names close to known ones (config fields by default), else ''."""
+    import difflib
+
+    choices = sorted(known if known is not None else _FIELD_NAMES)
+    hints = [f"{name} -> {close[0]}" for name in sorted(unknown)
+             if (close := difflib.get_close_matches(name, choices, n=1, cutoff=0.8))]
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(WavLMConfig)) | {"num_labels"}

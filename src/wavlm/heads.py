@@ -15,6 +15,10 @@ from wavlm.config import WavLMConfig
 from wavlm.model import WavLMModel, WavLMPreTrainedModel
 from wavlm.outputs import CausalLMOutput, SequenceClassifierOutput, TokenClassifierOutput, XVectorOutput
 
+# Every head's forward takes (input_values, attention_mask, labels) positionally, as transformers 5.23, and
+# mask_time_indices / output_attentions / output_hidden_states / return_dict / attention_block_size by keyword;
+# there is no **kwargs, so a misspelt keyword raises TypeError instead of being ignored.
+
 
 class _HeadModel(WavLMPreTrainedModel):
     """A backbone under `self.wavlm` plus the optional learned softmax-weighted sum over all hidden states."""
@@ -41,13 +45,15 @@ class _HeadModel(WavLMPreTrainedModel):
             p.requires_grad = False
 
     def _run_backbone(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
-                      output_attentions: bool | None, output_hidden_states: bool | None,
-                      **kwargs: Any) -> tuple[torch.Tensor, Any]:
+                      mask_time_indices: torch.Tensor | None, output_attentions: bool | None,
+                      output_hidden_states: bool | None, attention_block_size: int | None
+                      ) -> tuple[torch.Tensor, Any]:
         """Features for the head (B, T, C): the last hidden state, or the weighted sum of all hidden states."""
         if self.weighted:
             output_hidden_states = True
-        outputs = self.wavlm(input_values, attention_mask=attention_mask, output_attentions=output_attentions,
-                             output_hidden_states=output_hidden_states, return_dict=True, **kwargs)
+        outputs = self.wavlm(input_values, attention_mask, mask_time_indices, output_attentions=output_attentions,
+                             output_hidden_states=output_hidden_states, return_dict=True,
+                             attention_block_size=attention_block_size)
         if not self.weighted:
             return outputs.last_hidden_state, outputs
         states = torch.stack(outputs.hidden_states, dim=1)  # (B, L+1, T, C)
@@ -86,14 +92,15 @@ class WavLMForCTC(_HeadModel):
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, *, mask_time_indices: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, labels: torch.Tensor | None = None,
-                **kwargs: Any) -> CausalLMOutput | tuple:
+                return_dict: bool | None = None, attention_block_size: int | None = None
+                ) -> CausalLMOutput | tuple:
         """labels (B, L) int token ids, padded with -100; ids equal to pad_token_id (the blank) are ignored too,
         as in transformers 5.23. The loss is `F.ctc_loss` with `config.ctc_loss_reduction` / `ctc_zero_infinity`
         over log-probabilities computed in float32."""
-        hidden, outputs = self._run_backbone(input_values, attention_mask, output_attentions, output_hidden_states,
-                                             **kwargs)
+        hidden, outputs = self._run_backbone(input_values, attention_mask, mask_time_indices, output_attentions,
+                                             output_hidden_states, attention_block_size)
         logits = self.lm_head(self.dropout(hidden))
         loss = None
         if labels is not None:
@@ -134,11 +141,12 @@ class WavLMForSequenceClassification(_HeadModel):
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, *, mask_time_indices: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, labels: torch.Tensor | None = None,
-                **kwargs: Any) -> SequenceClassifierOutput | tuple:
-        hidden, outputs = self._run_backbone(input_values, attention_mask, output_attentions, output_hidden_states,
-                                             **kwargs)
+                return_dict: bool | None = None, attention_block_size: int | None = None
+                ) -> SequenceClassifierOutput | tuple:
+        hidden, outputs = self._run_backbone(input_values, attention_mask, mask_time_indices, output_attentions,
+                                             output_hidden_states, attention_block_size)
         hidden = self.projector(hidden)
         mask = self._frame_mask(hidden.shape[1], attention_mask)
         if mask is None:
@@ -174,11 +182,12 @@ class WavLMForAudioFrameClassification(_HeadModel):
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, output_attentions: bool | None = None,
-                output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> TokenClassifierOutput | tuple:
-        hidden, outputs = self._run_backbone(input_values, attention_mask, output_attentions, output_hidden_states,
-                                             **kwargs)
+                labels: torch.Tensor | None = None, *, mask_time_indices: torch.Tensor | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, attention_block_size: int | None = None
+                ) -> TokenClassifierOutput | tuple:
+        hidden, outputs = self._run_backbone(input_values, attention_mask, mask_time_indices, output_attentions,
+                                             output_hidden_states, attention_block_size)
         logits = self.classifier(hidden)
         loss = None
         if labels is not None:
@@ -253,11 +262,12 @@ class WavLMForXVector(_HeadModel):
         return lengths
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, *, mask_time_indices: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, labels: torch.Tensor | None = None,
-                **kwargs: Any) -> XVectorOutput | tuple:
-        hidden, outputs = self._run_backbone(input_values, attention_mask, output_attentions, output_hidden_states,
-                                             **kwargs)
+                return_dict: bool | None = None, attention_block_size: int | None = None
+                ) -> XVectorOutput | tuple:
+        hidden, outputs = self._run_backbone(input_values, attention_mask, mask_time_indices, output_attentions,
+                                             output_hidden_states, attention_block_size)
         needed = frames_needed(self.config)
         if hidden.shape[1] < needed:
             samples = (needed - 1) * self.config.frame_stride + self.config.receptive_field

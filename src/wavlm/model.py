@@ -479,6 +479,9 @@ class WavLMPreTrainedModel(nn.Module):
     base_model_prefix = "wavlm"
     main_input_name = "input_values"
     supports_gradient_checkpointing = True
+    # transformers' Trainer passes num_items_in_batch to models that accept loss keywords and then leaves the loss
+    # unscaled for gradient accumulation; these losses are per-batch means, so Trainer must scale them itself
+    accepts_loss_kwargs = False
 
     def __init__(self, config: WavLMConfig) -> None:
         super().__init__()
@@ -491,6 +494,11 @@ class WavLMPreTrainedModel(nn.Module):
     def post_init(self) -> None:
         if next(self.parameters()).device.type != "meta":
             self.apply(self._init_weights)
+        # as transformers: the legacy config key `gradient_checkpointing: true` turns checkpointing on and is
+        # consumed, so that save_pretrained does not write it back
+        if getattr(self.config, "gradient_checkpointing", False):
+            self.activation_checkpointing_enable()
+            delattr(self.config, "gradient_checkpointing")
 
     def _init_weights(self, module: nn.Module) -> None:
         # nn.Module.apply visits children before parents, so FeatureProjection overrides its Linear's default.
@@ -519,10 +527,13 @@ class WavLMPreTrainedModel(nn.Module):
 
     # -- checkpoints
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
-                        **kwargs: Any) -> "WavLMPreTrainedModel":
-        """Load from a local directory (config.json + model.safetensors / pytorch_model.bin / sharded index), a Hub
-        repo id, or an original microsoft/unilm checkpoint file. See `wavlm.checkpoint.load_pretrained`."""
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any,
+                        **kwargs: Any) -> "WavLMPreTrainedModel" | tuple["WavLMPreTrainedModel", dict]:
+        """Load from a local directory (config.json + model.safetensors / pytorch_model.bin / shards, or its
+        `subfolder`), a Hub repo id, an original microsoft/unilm checkpoint file, or `None` with `config=` and
+        `state_dict=`. `output_loading_info=True` also returns transformers' dict of missing, unexpected and
+        mismatched keys; `strict=False` initialises missing backbone weights as transformers does (refused by
+        default). See `wavlm.checkpoint.load_checkpoint` for every option."""
         from wavlm.checkpoint import load_pretrained
 
         if model_args:
@@ -530,7 +541,8 @@ class WavLMPreTrainedModel(nn.Module):
         return load_pretrained(cls, pretrained_model_name_or_path, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write config.json and model.safetensors that both wavlm and transformers load."""
+        """Write config.json and model.safetensors (or shards, see `wavlm.checkpoint.save_pretrained`) that both
+        wavlm and transformers load."""
         from wavlm.checkpoint import save_pretrained
 
         save_pretrained(self, save_directory, **kwargs)
@@ -540,19 +552,57 @@ class WavLMPreTrainedModel(nn.Module):
         """Stop gradients into the conv feature encoder (its parameters are no longer trained)."""
         self._backbone().feature_extractor._freeze_parameters()
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        for module in self.modules():
-            if hasattr(module, "gradient_checkpointing"):
-                module.gradient_checkpointing = True
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """Recompute each conv and encoder layer's activations in the backward pass instead of storing them
+        (training only), with `torch.utils.checkpoint(use_reentrant=False)`; the transformers 5.23 name."""
+        options = dict(activation_checkpointing_kwargs or {})
+        if options.pop("use_reentrant", False) or options or every_n_layers != 1 or offload:
+            raise ValueError("wavlm checkpoints every layer with use_reentrant=False and keeps the saved tensors "
+                             "on their device; got activation_checkpointing_kwargs="
+                             f"{activation_checkpointing_kwargs}, every_n_layers={every_n_layers}, offload={offload}")
+        self._set_checkpointing(True)
+
+    def activation_checkpointing_disable(self) -> None:
+        self._set_checkpointing(False)
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None,
+                                      **kwargs: Any) -> None:
+        """The transformers 4.x name of `activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
-        for module in self.modules():
-            if hasattr(module, "gradient_checkpointing"):
-                module.gradient_checkpointing = False
+        self._set_checkpointing(False)
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+        return self.is_activation_checkpointing
+
+    def _set_checkpointing(self, enable: bool) -> None:
+        for module in self.modules():
+            if hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = enable
+
+    # -- model surface shared with transformers' PreTrainedModel
+    @property
+    def base_model(self) -> "WavLMModel":
+        """The WavLMModel backbone (the model itself for WavLMModel)."""
+        return self._backbone()
+
+    def tie_weights(self, **kwargs: Any) -> None:
+        """WavLM ties no weights; kept so that code written for transformers models runs."""
+
+    def can_generate(self) -> bool:
+        return False
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the parameters (and buffers)."""
+        tensors = list(self.parameters()) + (list(self.buffers()) if return_buffers else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def _backbone(self) -> "WavLMModel":
         return self if isinstance(self, WavLMModel) else getattr(self, self.base_model_prefix)
@@ -565,8 +615,14 @@ class WavLMPreTrainedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(p for p in self.parameters() if p.is_floating_point()).dtype
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count; `exclude_embeddings` leaves out embedding tables (the relative position buckets), as
+        transformers does."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(p) for m in self.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+        return sum(p.numel() for p in self.parameters()
+                   if (p.requires_grad or not only_trainable) and id(p) not in skip)
 
     # -- lengths and masks
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int,
@@ -660,11 +716,12 @@ class WavLMModel(WavLMPreTrainedModel):
         return x
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                mask_time_indices: torch.Tensor | None = None, output_attentions: bool | None = None,
+                mask_time_indices: torch.Tensor | None = None, *, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                attention_block_size: int | None = None, **kwargs: Any) -> WavLMBaseModelOutput | tuple:
+                attention_block_size: int | None = None) -> WavLMBaseModelOutput | tuple:
         """input_values (B, N) float waveform at 16 kHz (zero-mean unit-variance if the feature extractor
-        normalises); attention_mask (B, N) 1 for real samples, 0 for right padding.
+        normalises); attention_mask (B, N) 1 for real samples, 0 for right padding. The positional order is
+        transformers 5.23's; the other arguments are keyword-only, and an unknown keyword raises TypeError.
 
         `attention_block_size` (wavlm only): query rows per attention block; None chooses full attention for short
         inputs and exact blockwise attention (linear memory) for long ones; 0 always runs full attention. `output_attentions=True` returns real
