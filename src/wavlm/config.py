@@ -377,7 +377,6 @@ class WavLMConfig:
                 raise FileNotFoundError(f"{folder if hub.get('subfolder') else pretrained_model_name_or_path} "
                                         f"has no {CONFIG_NAME}")
             config = cls.from_json_file(folder / CONFIG_NAME)
-        config._name_or_path = str(pretrained_model_name_or_path)
         unused = config.apply_overrides(kwargs)
         if return_unused:
             return config, unused

@@ -811,3 +811,85 @@ def test_hub_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     message, _ = _hub_error()
     assert REPO in message and "huggingface_hub" in message and "install" in message
+
+
+# ------------------------------------------------------------------------------ loading and saving options
+def test_subfolder_must_stay_inside(tmp_path, base_dir):
+    directory, _ = base_dir
+    for bad in ("../elsewhere", "/abs/path", "a/../../b"):
+        with pytest.raises(ValueError, match="subfolder"):
+            wavlm.WavLMModel.from_pretrained(directory, subfolder=bad)
+
+
+def test_hub_offline_error_names_the_subfolder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError) as info:
+        wavlm.WavLMModel.from_pretrained(REPO, subfolder="sub", cache_dir=tmp_path)
+    assert REPO in str(info.value) and "'sub'" in str(info.value)
+
+
+def test_missing_files_are_file_not_found_errors(tmp_path, base_dir):
+    directory, _ = base_dir
+    (tmp_path / "config.json").write_bytes((directory / "config.json").read_bytes())
+    with pytest.raises(FileNotFoundError) as info:  # as transformers' OSError, and still a CheckpointError
+        wavlm.WavLMModel.from_pretrained(tmp_path)
+    assert isinstance(info.value, CheckpointError) and "model.safetensors" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="use_safetensors=True"):
+        torch.save({}, tmp_path / "pytorch_model.bin")
+        wavlm.WavLMModel.from_pretrained(tmp_path, use_safetensors=True)
+
+
+@pytest.mark.parametrize("size, expected", [("30KB", 30_000), ("1.5MB", 1_500_000), (" 2gb ", 2 * 10**9), (123, 123)])
+def test_max_shard_size(size, expected):
+    from wavlm.checkpoint.hf import parse_size
+
+    assert parse_size(size) == expected
+
+
+@pytest.mark.parametrize("size", ["30", "30KiB", "-1MB", 0, "big", True])
+def test_bad_max_shard_size(tmp_path, size):
+    model = wavlm.WavLMModel(WavLMConfig(**tiny_kwargs()))
+    with pytest.raises(ValueError, match="max_shard_size"):
+        model.save_pretrained(tmp_path, max_shard_size=size)
+
+
+def test_save_replaces_weights_of_another_format(tmp_path):
+    model = wavlm.WavLMModel(WavLMConfig(**tiny_kwargs()))
+    model.save_pretrained(tmp_path, safe_serialization=False, max_shard_size="20KB")
+    assert (tmp_path / "pytorch_model.bin.index.json").is_file()
+    (tmp_path / "model.ema.safetensors").write_bytes(b"another variant: kept")
+    (tmp_path / "notes.txt").write_text("kept")
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.ema.safetensors",
+                                                          "model.safetensors", "notes.txt"]
+
+
+def test_partially_missing_head_module_keeps_what_was_loaded(tmp_path):
+    """A checkpoint with lm_head.weight but no lm_head.bias: the bias is initialised, the weight is kept."""
+    theirs = _tf_model("WavLMForCTC", seed=11)
+    theirs.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    del state["lm_head.bias"]
+    save_file(state, str(tmp_path / "model.safetensors"))
+    model, info = wavlm.WavLMForCTC.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == {"lm_head.bias"}
+    assert torch.equal(model.lm_head.weight, theirs.lm_head.weight)
+    assert torch.equal(model.lm_head.bias, torch.zeros(11))
+
+
+def test_strict_false_with_unexpected_backbone_keys_only(tmp_path, base_dir):
+    directory, state = base_dir
+    (tmp_path / "config.json").write_bytes((directory / "config.json").read_bytes())
+    save_file({**state, "encoder.extra.weight": torch.ones(2)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="encoder.extra.weight"):
+        wavlm.WavLMModel.from_pretrained(tmp_path)
+    model, info = wavlm.WavLMModel.from_pretrained(tmp_path, strict=False, output_loading_info=True)
+    assert info == {"missing_keys": set(), "unexpected_keys": {"encoder.extra.weight"}, "mismatched_keys": set(),
+                    "error_msgs": []}
+    _assert_same_state(model, state)
+
+
+def test_model_constructor_keywords_pass_through(base_dir):
+    directory, _ = base_dir
+    with pytest.raises(ValueError, match="target_lang"):  # WavLMForCTC's own argument reaches its constructor
+        wavlm.WavLMForCTC.from_pretrained(directory, target_lang="eng")

@@ -341,3 +341,37 @@ def test_copy_and_equality():
     assert changed.hidden_dropout == 0.5 and config.hidden_dropout == 0.0
     assert changed != config
     assert changed.copy(hidden_dropout=0.0) == config
+
+
+# ------------------------------------------------------------------------------- from_pretrained keywords
+def test_from_pretrained_keywords(tmp_path):
+    WavLMConfig(**tiny_kwargs()).save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=r"hiden_size -> hidden_size"):
+        WavLMConfig.from_pretrained(tmp_path, hiden_size=64)
+    config, unused = WavLMConfig.from_pretrained(tmp_path, return_unused_kwargs=True, hiden_size=64, layerdrop=0.5,
+                                                 revision="main", trust_remote_code=True)
+    assert unused == {"hiden_size": 64} and config.layerdrop == 0.5 and not hasattr(config, "hiden_size")
+    assert "hiden_size" not in config.to_dict() and "revision" not in config.to_dict()
+    assert WavLMConfig.from_pretrained(tmp_path, dtype="auto").dtype is None  # "auto" is not a dtype value
+    assert WavLMConfig.from_pretrained(tmp_path, torch_dtype="bfloat16").dtype == "bfloat16"
+    with pytest.raises(TypeError, match="foo"):
+        WavLMConfig.from_dict({}, foo=1)
+    assert WavLMConfig.from_dict({}, foo=1, return_unused_kwargs=True)[1] == {"foo": 1}
+
+
+def test_name_or_path_is_not_written(tmp_path):
+    config = WavLMConfig(name_or_path="somewhere")
+    assert config.name_or_path == "somewhere"
+    config.name_or_path = tmp_path
+    assert config.name_or_path == str(tmp_path)
+    assert "name_or_path" not in config.to_dict() and "_name_or_path" not in config.to_dict()
+    assert config.copy().to_dict() == config.to_dict()
+
+
+def test_deleting_keys():
+    config = WavLMConfig(gradient_checkpointing=True)
+    assert config.to_dict()["gradient_checkpointing"] is True
+    del config.gradient_checkpointing
+    assert "gradient_checkpointing" not in config.to_dict() and not hasattr(config, "gradient_checkpointing")
+    with pytest.raises(AttributeError, match="hidden_size"):
+        del config.hidden_size

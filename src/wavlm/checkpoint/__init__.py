@@ -19,15 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from wavlm.checkpoint.errors import CheckpointError, ShapeMismatchError
+from wavlm.checkpoint.errors import CheckpointError, MissingFileError, ShapeMismatchError
 from wavlm.checkpoint.hf import HUB_PATTERNS, read_torch_file, read_weights, write_weights
 from wavlm.checkpoint.keys import LEGACY_WEIGHT_NORM, rename
 from wavlm.checkpoint.options import LOAD_IGNORED, LOAD_UNSUPPORTED, SAVE_IGNORED, SAVE_UNSUPPORTED, check_options
 from wavlm.checkpoint.original import config_from_original, is_original_checkpoint, state_dict_from_original
 from wavlm.config import _FIELD_NAMES, WavLMConfig, _did_you_mean
 
-__all__ = ["CheckpointError", "ShapeMismatchError", "LoadingInfo", "load_checkpoint", "load_pretrained",
-           "match_state_dict", "save_pretrained"]
+__all__ = ["CheckpointError", "LoadingInfo", "MissingFileError", "ShapeMismatchError", "load_checkpoint",
+           "load_pretrained", "match_state_dict", "save_pretrained"]
 
 PREFIX = "wavlm."
 # Backbone parameters that exist only for some configs and that a checkpoint may lack without harm.
@@ -184,11 +184,11 @@ def _materialise_new(model: nn.Module, new_keys: list[str], device: torch.device
         tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
         if not any(t.is_meta for t in tensors.values()):
             continue
-        loaded = {name: t for name, t in tensors.items() if not t.is_meta}
+        loaded = {name: t.detach() for name, t in tensors.items() if not t.is_meta}  # to_empty swaps .data
         module.to_empty(device=device, recurse=False)
         model._init_weights(module)
-        for name, tensor in loaded.items():
-            setattr(module, name, tensor)
+        for name, data in loaded.items():
+            getattr(module, name).data = data
 
 
 def _resolve(name_or_path: str | os.PathLike, hub_args: dict[str, Any]) -> tuple[Path, dict | None]:
@@ -274,8 +274,10 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     else:
         config_file = directory / "config.json"
         if not config_file.is_file():
-            raise CheckpointError(f"{directory} has no config.json; save the model with save_pretrained or pass "
-                                  "config=WavLMConfig(...)")
+            local = Path(pretrained_model_name_or_path).expanduser().is_dir()
+            name = directory if local else f"{str(pretrained_model_name_or_path)!r} (downloaded to {directory})"
+            raise MissingFileError(f"{name} has no config.json; save the model with save_pretrained or pass "
+                                   "config=WavLMConfig(...)")
         config = WavLMConfig.from_json_file(config_file)
     unused = config.apply_overrides(kwargs)
     init_kwargs = {k: unused.pop(k) for k in _init_options(cls) if k in unused}
@@ -308,10 +310,10 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     _materialise_new(model, new_keys, torch.device("cpu"))
     if new_keys:
         warnings.warn(f"{cls.__name__}: these weights are not in {source} and were newly initialised; train them "
-                      f"before use: {new_keys}", stacklevel=3)
+                      f"before use: {new_keys}", stacklevel=4)
     if info.unexpected_keys:
         warnings.warn(f"{cls.__name__} does not use these weights of {source}: {sorted(info.unexpected_keys)}",
-                      stacklevel=3)
+                      stacklevel=4)
     if target_dtype == "auto":  # as transformers: the config's dtype, else the checkpoint's floating-point dtype
         target_dtype = _dtype(config.dtype) if config.dtype else next(
             (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)

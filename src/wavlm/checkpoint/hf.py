@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from wavlm.checkpoint.errors import CheckpointError
+from wavlm.checkpoint.errors import CheckpointError, MissingFileError
 
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
@@ -100,7 +100,7 @@ def read_weights(directory: Path, use_safetensors: bool | None = None,
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     hint = {True: " (use_safetensors=True refuses .bin files)",
             False: " (use_safetensors=False refuses safetensors files)"}.get(use_safetensors, "")
-    raise CheckpointError(f"{directory} holds no weights: expected {wanted} or a shard index{hint} "
+    raise MissingFileError(f"{directory} holds no weights: expected {wanted} or a shard index{hint} "
                           f"(found {present})")
 
 
@@ -116,17 +116,22 @@ def parse_size(size: int | str) -> int:
 
 
 def split_shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
-    """Keys in sorted order, cut into consecutive groups of at most `max_bytes` (a larger tensor is alone)."""
-    shards: list[list[str]] = [[]]
+    """Keys in the state dict's order, cut into groups of at most `max_bytes`, as transformers cuts them: a tensor
+    larger than that is a shard of its own, and the group being filled continues after it."""
+    shards: list[list[str]] = []
+    current: list[str] = []
     size = 0
-    for key in sorted(state):
+    for key in state:
         nbytes = state[key].numel() * state[key].element_size()
-        if shards[-1] and size + nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(key)
+        if nbytes > max_bytes:
+            shards.append([key])
+            continue
+        if current and size + nbytes > max_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append(key)
         size += nbytes
-    return shards
+    return shards + [current] if current or not shards else shards
 
 
 _WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(\.[^.]+)?(-\d{5}-of-\d{5})?\.(safetensors|bin)$"
