@@ -893,3 +893,15 @@ def test_model_constructor_keywords_pass_through(base_dir):
     directory, _ = base_dir
     with pytest.raises(ValueError, match="target_lang"):  # WavLMForCTC's own argument reaches its constructor
         wavlm.WavLMForCTC.from_pretrained(directory, target_lang="eng")
+
+
+def test_legacy_checkpointing_key_survives_the_strict_false_rebuild(tmp_path, base_dir):
+    directory, state = base_dir
+    data = json.loads((directory / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**data, "gradient_checkpointing": True}))
+    partial = {k: v for k, v in state.items() if k != "encoder.layers.0.feed_forward.output_dense.bias"}
+    save_file(partial, str(tmp_path / "model.safetensors"))
+    model, info = wavlm.WavLMModel.from_pretrained(tmp_path, strict=False, output_loading_info=True)
+    assert info["missing_keys"] == {"encoder.layers.0.feed_forward.output_dense.bias"}
+    assert model.is_activation_checkpointing and not hasattr(model.config, "gradient_checkpointing")
+    assert torch.equal(model.encoder.layers[0].feed_forward.output_dense.bias, torch.zeros(32))

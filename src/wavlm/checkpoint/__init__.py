@@ -305,7 +305,10 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     if any((k.startswith(PREFIX) or not head_model) and k not in optional for k in new_keys):
         # backbone weights to initialise (strict=False): build normally, which initialises every module as its
         # constructor and _init_weights say, then assign what the checkpoint has
+        checkpointing = model.is_activation_checkpointing  # a legacy config key, consumed by the first build
         model = cls(config, **init_kwargs)
+        if checkpointing:
+            model.activation_checkpointing_enable()
     model.load_state_dict(to_load, strict=False, assign=True)
     _materialise_new(model, new_keys, torch.device("cpu"))
     if new_keys:
