@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from wavlm.features import CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, load_feature_extractor_config
-from wavlm.hub import hub_options
+from wavlm.hub import IGNORED_FLAGS, hub_options
 from wavlm.processor import WavLMProcessor
 from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, VOCAB_NAME, WavLMCTCTokenizer
 
 _FEATURE_EXTRACTORS = {"Wav2Vec2FeatureExtractor", "WavLMFeatureExtractor"}
 _TOKENIZERS = {"Wav2Vec2CTCTokenizer", "WavLMCTCTokenizer"}
 _PROCESSORS = {"Wav2Vec2Processor", "WavLMProcessor"}
-# transformers' Auto* flags that choose among implementations; wavlm has one of each and never runs Hub code.
-_AUTO_FLAGS = ("trust_remote_code", "use_fast", "_from_auto", "_from_pipeline")
+# transformers' Auto* flags: `use_fast` chooses among implementations (wavlm has one of each), the others mean
+# nothing here (wavlm never runs Hub code)
+_AUTO_FLAGS = ("use_fast", *IGNORED_FLAGS)
 
 
 def _split_hub(kwargs: dict[str, Any]) -> dict[str, Any]:
-    for flag in _AUTO_FLAGS:
-        kwargs.pop(flag, None)
-    return hub_options(kwargs)
+    return hub_options(kwargs, drop=_AUTO_FLAGS)
 
 
 def _read_json(directory: Path, name: str) -> dict[str, Any]:

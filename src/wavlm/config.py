@@ -8,16 +8,23 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from wavlm import frames
+
 CONFIG_NAME = "config.json"
 
-_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "selu", "silu", "swish", "tanh", "sigmoid", "mish",
-                "relu6", "quick_gelu", "linear")
+# The activations a config may name: name -> (torch.nn class, its arguments). The one table, read by validation here
+# and by `wavlm.model.activation` to build them ("QuickGELU" is wavlm.model's).
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gelu": ("GELU", {}), "gelu_new": ("GELU", {"approximate": "tanh"}),
+    "gelu_pytorch_tanh": ("GELU", {"approximate": "tanh"}), "relu": ("ReLU", {}), "selu": ("SELU", {}),
+    "silu": ("SiLU", {}), "swish": ("SiLU", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}),
+    "mish": ("Mish", {}), "relu6": ("ReLU6", {}), "quick_gelu": ("QuickGELU", {}), "linear": ("Identity", {}),
+}
 
 
 def _tuple(n: int, value: int) -> tuple[int, ...]:
@@ -208,21 +215,17 @@ class WavLMConfig:
 
     @property
     def inputs_to_logits_ratio(self) -> int:
-        return math.prod(self.conv_stride)
+        return self.frame_stride
 
     @property
     def frame_stride(self) -> int:
         """Samples between consecutive output frames of the conv feature encoder (320 for the defaults)."""
-        return self.inputs_to_logits_ratio
+        return frames.frame_stride(self.conv_stride)
 
     @property
     def receptive_field(self) -> int:
         """Samples seen by one output frame of the conv feature encoder (400 for the defaults)."""
-        field_, jump = 1, 1
-        for k, s in zip(self.conv_kernel, self.conv_stride):
-            field_ += (k - 1) * jump
-            jump *= s
-        return field_
+        return frames.receptive_field(self.conv_kernel, self.conv_stride)
 
     @property
     def head_dim(self) -> int:
@@ -276,8 +279,8 @@ class WavLMConfig:
         if self.feat_extract_norm not in ("group", "layer"):
             raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
         for name in ("hidden_act", "feat_extract_activation"):
-            if getattr(self, name) not in _ACTIVATIONS:
-                raise ValueError(f"{name} {getattr(self, name)!r} is not supported; choose one of {_ACTIVATIONS}")
+            if getattr(self, name) not in ACTIVATIONS:
+                raise ValueError(f"{name} {getattr(self, name)!r} is not supported; choose one of {tuple(ACTIVATIONS)}")
         if self.ctc_loss_reduction not in ("mean", "sum", "none"):
             raise ValueError(f"ctc_loss_reduction must be 'mean', 'sum' or 'none', got {self.ctc_loss_reduction!r}")
         if self.problem_type not in (None, "regression", "single_label_classification",
@@ -362,12 +365,10 @@ class WavLMConfig:
         `force_download`, `subfolder`) or config values that override the file's (`num_labels=5`). With
         `return_unused_kwargs=True` the result is `(config, other_keywords)`, as in transformers; without it a
         keyword that is neither raises TypeError naming it (transformers drops it silently)."""
-        from wavlm.hub import hub_options, resolve_files
+        from wavlm.hub import IGNORED_FLAGS, hub_options, resolve_files
 
         return_unused = kwargs.pop("return_unused_kwargs", False)
-        hub = hub_options(kwargs)
-        for key in _IGNORED_LOADER_KEYS:
-            kwargs.pop(key, None)
+        hub = hub_options(kwargs, drop=IGNORED_FLAGS)
         path = Path(pretrained_model_name_or_path).expanduser()
         if path.is_file():
             config = cls.from_json_file(path)
@@ -423,10 +424,6 @@ class WavLMConfig:
     def copy(self, **changes: Any) -> "WavLMConfig":
         """A deep copy with some fields changed."""
         return WavLMConfig.from_dict({**self.to_dict(), **changes})
-
-
-# keywords of transformers' config loading that mean nothing here (telemetry, remote code)
-_IGNORED_LOADER_KEYS = ("trust_remote_code", "_from_auto", "_from_pipeline", "_commit_hash")
 
 
 def _refuse_unused(unused: dict[str, Any], where: str) -> None:

@@ -1,15 +1,16 @@
-"""Frame timing for the WavLM conv feature encoder: samples <-> frames <-> seconds, and sample -> frame masks.
+"""Frame arithmetic of the WavLM conv feature encoder, the one place it is written: output lengths of a stack of
+unpadded convolutions, receptive field and hop, samples <-> frames <-> seconds, and sample -> frame masks. The
+model, the config, the kernels and the command line all use these.
 
 Convention: frame i covers samples [i*stride, i*stride + receptive_field) (320 and 400 by default, i.e. 20 ms
 hop and 25 ms window at 16 kHz) and its time stamp is its start, i*stride / sampling_rate seconds.
+Neither torch nor numpy is imported here until a function is given one of their arrays.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 DEFAULT_KERNELS: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
 DEFAULT_STRIDES: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
@@ -19,6 +20,11 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 
+def _check(kernels: Sequence[int], strides: Sequence[int]) -> None:
+    if len(kernels) != len(strides):
+        raise ValueError(f"kernels and strides need one entry per conv layer, got {len(kernels)} and {len(strides)}")
+
+
 def frame_stride(strides: Sequence[int] = DEFAULT_STRIDES) -> int:
     """Samples between consecutive frames (320 by default)."""
     return math.prod(strides)
@@ -26,8 +32,7 @@ def frame_stride(strides: Sequence[int] = DEFAULT_STRIDES) -> int:
 
 def receptive_field(kernels: Sequence[int] = DEFAULT_KERNELS, strides: Sequence[int] = DEFAULT_STRIDES) -> int:
     """Samples seen by one frame (400 by default)."""
-    if len(kernels) != len(strides):
-        raise ValueError(f"kernels and strides need one entry per conv layer, got {len(kernels)} and {len(strides)}")
+    _check(kernels, strides)
     field, jump = 1, 1
     for k, s in zip(kernels, strides):
         field += (k - 1) * jump
@@ -35,32 +40,33 @@ def receptive_field(kernels: Sequence[int] = DEFAULT_KERNELS, strides: Sequence[
     return field
 
 
+def conv_output_lengths(lengths: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
+                        strides: Sequence[int] = DEFAULT_STRIDES) -> Any:
+    """Output length of a stack of unpadded convolutions: floor((n - kernel) / stride) + 1 per layer, as
+    transformers computes it (not clamped: below the receptive field the result is 0 or negative).
+
+    `lengths`: a Python int (or a symbolic size while tracing), a numpy integer array or a torch tensor; the
+    result is of the same kind."""
+    _check(kernels, strides)
+    for k, s in zip(kernels, strides):
+        lengths = (lengths - k) // s + 1  # floor division for ints, numpy and torch integers alike
+    return lengths
+
+
 def num_frames(n_samples: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
                strides: Sequence[int] = DEFAULT_STRIDES) -> Any:
     """Frames the conv stack outputs for `n_samples` input samples (0 when shorter than the receptive field).
 
-    Applies each layer's floor((n - kernel) / stride) + 1 in turn, clamped at 0; with the defaults this equals
-    floor((N - 400) / 320) + 1 for N >= 400. Accepts an int (returns int), a numpy array or a torch tensor
-    (returns int64 of the same kind and shape).
+    `conv_output_lengths` clamped at 0; with the defaults this equals floor((N - 400) / 320) + 1 for N >= 400.
+    Accepts an int (returns int), a numpy array or a list (numpy int64) or a torch tensor (int64 of its shape).
     """
-    if len(kernels) != len(strides):
-        raise ValueError(f"kernels and strides need one entry per conv layer, got {len(kernels)} and {len(strides)}")
     if _is_torch(n_samples):
-        import torch
+        return conv_output_lengths(n_samples.long(), kernels, strides).clamp(min=0)
+    if isinstance(n_samples, (list, tuple)) or hasattr(n_samples, "shape") and n_samples.shape != ():
+        import numpy as np
 
-        n = n_samples.to(torch.int64)
-        for k, s in zip(kernels, strides):
-            n = torch.clamp(torch.div(n - k, s, rounding_mode="floor") + 1, min=0)
-        return n
-    if isinstance(n_samples, (int, np.integer)):
-        n = int(n_samples)
-        for k, s in zip(kernels, strides):
-            n = max((n - k) // s + 1, 0)
-        return n
-    n = np.asarray(n_samples, dtype=np.int64)
-    for k, s in zip(kernels, strides):
-        n = np.maximum((n - k) // s + 1, 0)
-    return n
+        return np.maximum(conv_output_lengths(np.asarray(n_samples, dtype=np.int64), kernels, strides), 0)
+    return max(int(conv_output_lengths(int(n_samples), kernels, strides)), 0)
 
 
 def frame_lengths(sample_mask: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
@@ -69,8 +75,11 @@ def frame_lengths(sample_mask: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
 
     The mask is assumed right-padded (real samples first), as the feature extractor produces by default.
     """
-    lengths = sample_mask.sum(-1) if _is_torch(sample_mask) else np.asarray(sample_mask).sum(-1)
-    return num_frames(lengths, kernels, strides)
+    if _is_torch(sample_mask):
+        return num_frames(sample_mask.sum(-1), kernels, strides)
+    import numpy as np
+
+    return num_frames(np.asarray(sample_mask).sum(-1), kernels, strides)
 
 
 def frame_mask(sample_mask: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
@@ -86,6 +95,8 @@ def frame_mask(sample_mask: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
         import torch
 
         return torch.arange(total, device=sample_mask.device)[None, :] < lengths[:, None]
+    import numpy as np
+
     return np.arange(total)[None, :] < np.asarray(lengths)[:, None]
 
 
@@ -96,9 +107,11 @@ def frame_to_seconds(frame: Any, sampling_rate: int = 16000, strides: Sequence[i
     """
     scale = frame_stride(strides) / sampling_rate
     if _is_torch(frame):
-        return frame.to(dtype=__import__("torch").float64) * scale
-    if isinstance(frame, (int, np.integer)):
+        return frame.double() * scale
+    if isinstance(frame, int) or type(frame).__module__ == "numpy" and getattr(frame, "shape", None) == ():
         return int(frame) * scale
+    import numpy as np
+
     return np.asarray(frame, dtype=np.float64) * scale
 
 
@@ -110,11 +123,12 @@ def seconds_to_frame(seconds: Any, sampling_rate: int = 16000, strides: Sequence
     # A tiny epsilon so that frame_to_seconds(i) maps back to i despite float rounding (e.g. 3 * 0.02).
     scale = sampling_rate / frame_stride(strides)
     if _is_torch(seconds):
-        import torch
-
-        return torch.clamp(torch.floor(seconds.to(torch.float64) * scale + 1e-9), min=0).to(torch.int64)
-    if isinstance(seconds, (int, float, np.integer, np.floating)):
+        return (seconds.double() * scale + 1e-9).floor().clamp(min=0).long()
+    if isinstance(seconds, (int, float)) or type(seconds).__module__ == "numpy" and \
+            getattr(seconds, "shape", None) == ():
         return max(int(math.floor(float(seconds) * scale + 1e-9)), 0)
+    import numpy as np
+
     return np.maximum(np.floor(np.asarray(seconds, dtype=np.float64) * scale + 1e-9), 0).astype(np.int64)
 
 

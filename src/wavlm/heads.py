@@ -270,9 +270,9 @@ class WavLMForXVector(_HeadModel):
                                              output_hidden_states, attention_block_size)
         needed = frames_needed(self.config)
         if hidden.shape[1] < needed:
-            samples = (needed - 1) * self.config.frame_stride + self.config.receptive_field
             raise ValueError(f"the x-vector TDNN needs at least 2 output frames, i.e. {needed} backbone frames "
-                             f"({samples} samples at 16 kHz); this audio gives {hidden.shape[1]} frames")
+                             f"({xvector_min_samples(self.config)} samples at 16 kHz); this audio gives "
+                             f"{hidden.shape[1]} frames")
         x = self.projector(hidden)
         for layer in self.tdnn:
             x = layer(x)
@@ -298,3 +298,8 @@ class WavLMForXVector(_HeadModel):
 def frames_needed(config: WavLMConfig) -> int:
     """Backbone frames the TDNN stack needs to produce two output frames."""
     return 2 + sum((k - 1) * d for k, d in zip(config.tdnn_kernel, config.tdnn_dilation))
+
+
+def xvector_min_samples(config: WavLMConfig) -> int:
+    """Samples (at 16 kHz) of the shortest input an x-vector model embeds: frames_needed backbone frames."""
+    return (frames_needed(config) - 1) * config.frame_stride + config.receptive_field

@@ -11,10 +11,16 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 # The download options of transformers' from_pretrained that every loader here passes to `resolve_files`.
 HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "subfolder", "proxies")
+# Flags transformers' loaders pass around that mean nothing here (remote code, telemetry, revision bookkeeping);
+# `hub_options(kwargs, drop=IGNORED_FLAGS)` discards them where a loader accepts them.
+IGNORED_FLAGS = ("trust_remote_code", "_from_auto", "_from_pipeline", "_commit_hash")
 
 
-def hub_options(kwargs: dict) -> dict:
-    """Remove the HUB_OPTIONS from `kwargs` (in place) and return them."""
+def hub_options(kwargs: dict, drop: tuple[str, ...] = ()) -> dict:
+    """Remove the HUB_OPTIONS from `kwargs` (in place) and return them; the keywords in `drop` are removed too and
+    forgotten. Every loader of this package reads its download options through here."""
+    for key in drop:
+        kwargs.pop(key, None)
     return {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
 
 

@@ -66,18 +66,23 @@ def compile_model(model: nn.Module, dynamic: bool | None = None, **kwargs: Any) 
 
 
 # ------------------------------------------------------------------------------------------------ batching
-def length_buckets(lengths: Sequence[int], max_batch_samples: int, max_batch_size: int | None = None
+def length_buckets(lengths: Sequence[int], max_batch_samples: int | None, max_batch_size: int | None = None
                    ) -> list[list[int]]:
-    """Indices grouped into batches of similar length: sorted longest first, a batch closes when its padded size
-    (rows x longest) would exceed `max_batch_samples` or it holds `max_batch_size` rows. An utterance longer than
-    `max_batch_samples` gets a batch of its own."""
+    """Indices grouped into batches of similar length: sorted longest first (ties in input order, so that
+    out-of-memory shows up at once), a batch closes when its padded size (rows x longest) would exceed
+    `max_batch_samples` or it holds `max_batch_size` rows (None: no such limit). An utterance longer than
+    `max_batch_samples` gets a batch of its own. Every index appears exactly once. The one bucketing rule of the
+    package: `batched_forward` and the command line use it."""
+    for name, limit in (("max_batch_samples", max_batch_samples), ("max_batch_size", max_batch_size)):
+        if limit is not None and limit < 1:
+            raise ValueError(f"{name} must be >= 1 or None, got {limit}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for i in order:
         if batches:
             batch = batches[-1]
             rows = len(batch) + 1
-            fits = rows * lengths[batch[0]] <= max_batch_samples
+            fits = max_batch_samples is None or rows * lengths[batch[0]] <= max_batch_samples
             if fits and (max_batch_size is None or rows <= max_batch_size):
                 batch.append(i)
                 continue

@@ -20,7 +20,8 @@ from torch.utils.checkpoint import checkpoint
 
 from wavlm.attention import (ONEDNN_ACTIVATIONS, Attention, DerivedTensors, apply_linear, choose_block_size,
                              linear, onednn_activation, position_bias_rows, position_bias_table, use_onednn)
-from wavlm.config import WavLMConfig
+from wavlm.config import ACTIVATIONS, WavLMConfig
+from wavlm.frames import conv_output_lengths, frame_stride, receptive_field
 from wavlm.masking import compute_mask_indices
 from wavlm.outputs import WavLMBaseModelOutput
 
@@ -30,38 +31,12 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = {
-    "gelu": lambda: nn.GELU(),
-    "gelu_new": lambda: nn.GELU(approximate="tanh"),
-    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
-    "relu": nn.ReLU,
-    "selu": nn.SELU,
-    "silu": nn.SiLU,
-    "swish": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "mish": nn.Mish,
-    "relu6": nn.ReLU6,
-    "quick_gelu": QuickGELU,
-    "linear": nn.Identity,
-}
-
-
 def activation(name: str) -> nn.Module:
+    """The module a config's activation name stands for (wavlm.config.ACTIVATIONS)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not supported; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
-
-
-def conv_output_lengths(lengths: torch.Tensor | int, kernels: tuple[int, ...], strides: tuple[int, ...]
-                        ) -> torch.Tensor | int:
-    """Output length of a stack of unpadded convolutions for input lengths (any integer tensor, or an int)."""
-    for kernel, stride in zip(kernels, strides):
-        if isinstance(lengths, torch.Tensor):
-            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-        else:
-            lengths = (lengths - kernel) // stride + 1
-    return lengths
+    cls, kwargs = ACTIVATIONS[name]
+    return QuickGELU() if cls == "QuickGELU" else getattr(nn, cls)(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------- conv feature encoder
@@ -138,9 +113,6 @@ class ConvLayer(nn.Module):
             kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
             frames = x[:, 0].unfold(-1, kernel, stride)  # (B, T, k)
             weight = self.conv.weight[:, 0]
-            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-                # parity: training keeps transformers' gradient numerics (the GroupNorm backward of a transposed view)
-                return F.linear(frames, weight, self.conv.bias).transpose(1, 2)
             y = torch.bmm(weight.expand(x.shape[0], *weight.shape), frames.transpose(1, 2))  # writes (B, C, T)
             return y if self.conv.bias is None else y + self.conv.bias[:, None]
         return self.conv(x)
@@ -205,9 +177,7 @@ class ConvFeatureEncoder(nn.Module):
         time, so each chunk gives exactly its part of the result; oneDNN then copies a chunk, not the whole input,
         into its blocked layout (at 60 s that copy alone was 375 MB)."""
         kernels, strides = self.kernels[1:], self.strides[1:]
-        hop, field = math.prod(strides), 1
-        for kernel, stride in zip(reversed(kernels), reversed(strides)):
-            field = (field - 1) * stride + kernel
+        hop, field = frame_stride(strides), receptive_field(kernels, strides)
         frames = conv_output_lengths(x.shape[-1], kernels, strides)
         chunk = max(1, TAIL_CHUNK_BYTES // 2 // (x.shape[0] * x.shape[1] * hop * x.element_size()))
         pieces = []
@@ -224,19 +194,17 @@ class ConvFeatureEncoder(nn.Module):
         if lengths is None:
             return None
         out_lengths = conv_output_lengths(lengths, self.kernels[:index + 1], self.strides[:index + 1])
-        out_frames = (in_samples - self.kernels[index]) // self.strides[index] + 1
+        out_frames = conv_output_lengths(in_samples, self.kernels[index:index + 1], self.strides[index:index + 1])
         return (torch.arange(out_frames, device=lengths.device) < out_lengths[:, None])[:, None, :]
 
     def chunked(self, x: torch.Tensor, lengths: torch.Tensor | None, chunk: int, frames: int) -> torch.Tensor:
         """The conv stack over `chunk` output frames at a time (memory linear in the chunk, not the input)."""
-        hop, field = math.prod(self.strides), 1
-        for kernel, stride in zip(reversed(self.kernels), reversed(self.strides)):
-            field = (field - 1) * stride + kernel
+        hop, field = frame_stride(self.strides), receptive_field(self.kernels, self.strides)
         first = self.conv_layers[0]
         stats = None
         if first.norm_kind == "group":  # pass 1: per-channel mean and variance of the first conv's whole output
             kernel, stride = self.kernels[0], self.strides[0]
-            total = (x.shape[-1] - kernel) // stride + 1
+            total = conv_output_lengths(x.shape[-1], (kernel,), (stride,))
             valid = self.valid_frames(lengths, 0, x.shape[-1])
             step = chunk * hop // stride
             sums = squares = counts = 0.0

@@ -10,17 +10,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wavlm.tasks.arrays import as_float64
 from wavlm.tasks.rttm import Turn
 
 
-def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor; avoids importing torch here
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def _embeddings(x: Any) -> np.ndarray:
-    x = _as_numpy(x)
+    x = as_float64(x)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, D) matrix, got shape {x.shape}")
     if not np.all(np.isfinite(x)):

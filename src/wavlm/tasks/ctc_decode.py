@@ -14,14 +14,14 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from wavlm.tasks.arrays import as_float64
+
 _LN10 = math.log(10.0)
 _NEG_INF = -math.inf
 
 
 def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor; avoids importing torch here
-        x = x.detach().float().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = as_float64(x)
     if x.ndim != 2:
         raise ValueError(f"log_probs must be (T, V), got shape {x.shape}")
     return x

@@ -11,14 +11,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from wavlm.tasks.arrays import as_float64
+
 _TARGET = {"1": 1, "target": 1, "tgt": 1, "true": 1}
 _NONTARGET = {"0": 0, "nontarget": 0, "non-target": 0, "nontgt": 0, "imposter": 0, "impostor": 0, "false": 0}
-
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor; avoids importing torch here
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def cosine_scores(a: Any, b: Any, pairwise: bool = False, eps: float = 1e-12) -> np.ndarray:
@@ -28,7 +24,7 @@ def cosine_scores(a: Any, b: Any, pairwise: bool = False, eps: float = 1e-12) ->
     result is the row-wise similarity, shape (N,) (or a 0-d array). With pairwise=True, a is (N, D), b is (M, D)
     and the result is the (N, M) matrix. float64, in [-1, 1]; a zero vector scores 0 against everything.
     """
-    a, b = _as_numpy(a), _as_numpy(b)
+    a, b = as_float64(a), as_float64(b)
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):
         raise ValueError(f"embeddings must be (D,) or (N, D), got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-1]:
@@ -47,7 +43,7 @@ def _error_curves(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.
 
     At threshold t a trial is accepted when score >= t: P_fa falls from 1 to 0, P_miss rises from 0 to 1.
     """
-    s, y = _as_numpy(scores).ravel(), _as_numpy(labels).ravel()
+    s, y = as_float64(scores).ravel(), as_float64(labels).ravel()
     if s.shape != y.shape:
         raise ValueError(f"scores and labels must have the same length, got {s.size} and {y.size}")
     if not np.all(np.isfinite(s)):

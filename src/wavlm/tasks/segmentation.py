@@ -9,20 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from wavlm.tasks.arrays import as_float64
+
 _EPS = 1e-9  # seconds; frame times are multiples of a float shift, so compare durations with slack
-
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor; avoids importing torch here
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def median_filter(probs: Any, width: int) -> np.ndarray:
     """Running median over time (axis 0) of (T,) or (T, S) scores, odd `width` in frames, edges padded by
     repeating the first/last frame. Returns a float64 array of the input's shape.
     """
-    x = _as_numpy(probs)
+    x = as_float64(probs)
     if x.ndim not in (1, 2):
         raise ValueError(f"probs must be (T,) or (T, S), got shape {x.shape}")
     if width < 1 or width % 2 == 0:
@@ -38,7 +34,7 @@ def median_filter(probs: Any, width: int) -> np.ndarray:
 def hysteresis(probs: Any, onset: float, offset: float | None = None) -> np.ndarray:
     """Boolean activity (T,) or (T, S): a track switches on at a frame with score > onset and stays on until a
     frame with score < offset (offset defaults to onset, offset <= onset)."""
-    x = _as_numpy(probs)
+    x = as_float64(probs)
     offset = onset if offset is None else offset
     if offset > onset:
         raise ValueError(f"offset ({offset}) must not exceed onset ({onset})")
