@@ -132,7 +132,7 @@ def test_manifest_input(models, speech, tmp_path):
 # ------------------------------------------------------------------------------------------------ transcribe
 
 def test_transcribe_equals_greedy_decode(models, speech, audio_dir, tmp_path):
-    from wavlm.tasks.io import parse_srt
+    from wavlm.tasks.srt import parse_srt
 
     ctc = str(models["ctc"])
     out = tmp_path / "all.txt"

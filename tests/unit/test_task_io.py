@@ -1,4 +1,6 @@
-"""Task I/O: input discovery, manifests, atomic writes, sharding, batching, SRT and JSONL."""
+"""The command line's I/O and the formats under it: input discovery and manifests (wavlm.tasks.manifest), output
+names and JSONL (wavlm.cli.io), atomic writes (wavlm.files), sharding (wavlm.cli.dist), length buckets
+(wavlm.inference), SRT (wavlm.tasks.srt)."""
 import os
 import stat
 from pathlib import Path
@@ -6,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavlm.tasks.io import (Caption, DistInfo, Input, atomic_write, batches_by_length, collect_inputs, dist_info,
-                            output_path_for, parse_srt, read_jsonl, read_manifest, shard, to_srt, write_jsonl)
+from wavlm.cli.dist import DistInfo, dist_info, shard
+from wavlm.cli.io import output_path_for, read_jsonl, write_jsonl
+from wavlm.files import atomic_write
+from wavlm.inference import length_buckets
+from wavlm.tasks.manifest import Input, collect_inputs, read_manifest
+from wavlm.tasks.srt import Caption, parse_srt, to_srt
 
 
 def _touch(path):
@@ -125,21 +131,22 @@ def test_dist_info(monkeypatch):
         dist_info()
 
 
-def test_batches_by_length():
+def test_length_buckets_with_and_without_a_sample_budget():
     lengths = [5, 100, 30, 100, 7, 60, 1000, 2]
-    items = list("abcdefgh")
-    batches = batches_by_length(items, lengths, batch_size=3)
+    batches = length_buckets(lengths, None, 3)
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert all(len(b) <= 3 for b in batches)
     assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
-    assert batches[0] == [6, 1, 3]
-    budget = batches_by_length(items, lengths, batch_size=8, max_total_samples=200)
+    assert batches[0] == [6, 1, 3]  # ties in input order
+    budget = length_buckets(lengths, 200, 8)
     assert sorted(i for b in budget for i in b) == list(range(8))
     assert budget[0] == [6]  # alone: longer than the budget
     assert all(len(b) * max(lengths[i] for i in b) <= 200 for b in budget[1:])
     assert budget[1] == [1, 3]
-    with pytest.raises(ValueError, match="lengths"):
-        batches_by_length(items, lengths[:-1], 2)
+    assert length_buckets(lengths, None, None) == [[6, 1, 3, 5, 2, 4, 0, 7]]
+    for bad in (dict(max_batch_samples=0), dict(max_batch_size=0)):
+        with pytest.raises(ValueError, match="must be >= 1"):
+            length_buckets(lengths, **{"max_batch_samples": None, "max_batch_size": None, **bad})
 
 
 def test_srt_round_trip_and_parsing():

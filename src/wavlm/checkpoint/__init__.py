@@ -25,6 +25,7 @@ from wavlm.checkpoint.keys import LEGACY_WEIGHT_NORM, rename
 from wavlm.checkpoint.options import LOAD_IGNORED, LOAD_UNSUPPORTED, SAVE_IGNORED, SAVE_UNSUPPORTED, check_options
 from wavlm.checkpoint.original import config_from_original, is_original_checkpoint, state_dict_from_original
 from wavlm.config import _FIELD_NAMES, WavLMConfig, _did_you_mean
+from wavlm.hub import HUB_OPTIONS, hub_options
 
 __all__ = ["CheckpointError", "LoadingInfo", "MissingFileError", "ShapeMismatchError", "load_checkpoint",
            "load_pretrained", "match_state_dict", "save_pretrained"]
@@ -34,8 +35,7 @@ PREFIX = "wavlm."
 OPTIONAL_BACKBONE_KEYS = ("masked_spec_embed",)
 # The named options of load_checkpoint / from_pretrained (for error hints).
 _LOADER_NAMES = ("config", "state_dict", "dtype", "torch_dtype", "device", "device_map", "ignore_mismatched_sizes",
-                 "strict", "use_safetensors", "variant", "output_loading_info", "revision", "cache_dir", "token",
-                 "local_files_only", "force_download", "subfolder")
+                 "strict", "use_safetensors", "variant", "output_loading_info", *HUB_OPTIONS)
 
 
 @dataclass
@@ -234,7 +234,7 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
                     use_safetensors: bool | None = None, variant: str | None = None,
                     **kwargs: Any) -> tuple[nn.Module, LoadingInfo]:
     """Build `cls` on the meta device, assign the checkpoint's tensors to it (no double initialisation) and
-    return `(model, LoadingInfo)`.
+    return `(model, LoadingInfo)`; what loading did is reported only there (from_pretrained warns about it).
 
     The source is a local directory (or its `subfolder`), a Hub repo id, an original microsoft .pt file, or
     `None` with `state_dict=` and `config=`. `torch_dtype`/`dtype`: a dtype, or "auto" (the default, as in
@@ -244,8 +244,6 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     (`num_labels=5`), arguments of the class's constructor, or transformers loading options listed in
     `wavlm.checkpoint.options`; anything else raises TypeError. No keyword is ever stored in the config unless it
     is a config value."""
-    from wavlm.hub import hub_options
-
     where = f"{cls.__name__}.from_pretrained()"
     hub_args = hub_options(kwargs)
     check_options(kwargs, LOAD_IGNORED, LOAD_UNSUPPORTED, where)
@@ -311,12 +309,6 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
             model.activation_checkpointing_enable()
     model.load_state_dict(to_load, strict=False, assign=True)
     _materialise_new(model, new_keys, torch.device("cpu"))
-    if new_keys:
-        warnings.warn(f"{cls.__name__}: these weights are not in {source} and were newly initialised; train them "
-                      f"before use: {new_keys}", stacklevel=4)
-    if info.unexpected_keys:
-        warnings.warn(f"{cls.__name__} does not use these weights of {source}: {sorted(info.unexpected_keys)}",
-                      stacklevel=4)
     if target_dtype == "auto":  # as transformers: the config's dtype, else the checkpoint's floating-point dtype
         target_dtype = _dtype(config.dtype) if config.dtype else next(
             (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
@@ -333,8 +325,15 @@ def load_checkpoint(cls: type, pretrained_model_name_or_path: str | os.PathLike 
 def load_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike | None, *,
                     output_loading_info: bool = False, **kwargs: Any) -> nn.Module | tuple[nn.Module, dict]:
     """`from_pretrained`: the model, or `(model, {"missing_keys", "unexpected_keys", "mismatched_keys",
-    "error_msgs"})` with `output_loading_info=True` as in transformers. See `load_checkpoint`."""
+    "error_msgs"})` with `output_loading_info=True` as in transformers. See `load_checkpoint`. Newly initialised
+    and unused weights are named in a warning each (load_checkpoint itself only returns them)."""
     model, info = load_checkpoint(cls, pretrained_model_name_or_path, **kwargs)
+    if info.new_keys:
+        warnings.warn(f"{cls.__name__}: these weights are not in {info.weights} and were newly initialised; train "
+                      f"them before use: {info.new_keys}", stacklevel=3)
+    if info.unexpected_keys:
+        warnings.warn(f"{cls.__name__} does not use these weights of {info.weights}: "
+                      f"{sorted(info.unexpected_keys)}", stacklevel=3)
     return (model, info.as_dict()) if output_loading_info else model
 
 

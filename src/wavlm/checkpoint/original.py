@@ -92,8 +92,19 @@ def original_to_config_cfg(config: WavLMConfig) -> dict[str, Any]:
                conv_feature_layers=repr([tuple(x) for x in zip(config.conv_dim, config.conv_kernel,
                                                                 config.conv_stride)]),
                relative_position_embedding=True, gru_rel_pos=True,
-               normalize=bool(getattr(config, "normalize", config.do_stable_layer_norm)))
+               normalize=normalizes_input(config))
     return cfg
+
+
+def normalizes_input(config: WavLMConfig) -> bool:
+    """Whether the model was trained on zero-mean unit-variance waveforms (the feature extractor's `do_normalize`):
+    an original checkpoint's `normalize` when the config carries it (config_from_original keeps it), else whether
+    the conv encoder has a LayerNorm in every block. unilm's WavLMConfig documents extractor_mode "layer_norm" as
+    "meant to use with normalize=True" (WavLM Large), and group-norm encoders (Base, Base+) read raw waveforms;
+    the encoder's pre-LN flag (do_stable_layer_norm) says nothing about the input. The one rule, used by
+    conversion in both directions and by the command line's default feature extractor."""
+    normalize = getattr(config, "normalize", None)
+    return bool(normalize) if normalize is not None else config.feat_extract_norm == "layer"
 
 
 def _norm_table(config: WavLMConfig) -> list[tuple[str, str]]:

@@ -29,14 +29,14 @@ def write_manifest(records: Iterable[dict[str, Any]], path: str | os.PathLike) -
 
 def read_manifest(path: str | os.PathLike, check_audio: bool = False) -> list[dict[str, Any]]:
     """Read a JSONL manifest as records (dicts; `audio` relative to the manifest's folder when inside it). Lines are
-    parsed by the command line's reader (wavlm.tasks.io.read_manifest: an `audio` path is required, `id`
+    parsed by the command line's reader (wavlm.tasks.manifest.read_manifest: an `audio` path is required, `id`
     defaults to the audio path without extension); ids must be unique. With check_audio, every audio (and rttm)
     file must exist.
 
     Raises ValueError naming the file and line of a malformed record or the entries sharing an id,
     FileNotFoundError for a missing file.
     """
-    from wavlm.tasks.io import read_manifest as read_inputs
+    from wavlm.tasks.manifest import read_manifest as read_inputs
 
     path = Path(path)
     records, seen = [], {}

@@ -1,1 +1,3 @@
-"""Model-independent building blocks of the `wavlm` command-line tasks: scoring, RTTM, clustering, decoding, I/O."""
+"""Model-free algorithms and formats: CTC decoding, clustering, RTTM and diarization error rate, verification
+scoring, segmentation, SRT captions, and the inputs (files, folders, JSONL manifests). Nothing here imports the
+command line (wavlm.cli) or a model; the command line, the trainers and the corpus generators build on it."""
