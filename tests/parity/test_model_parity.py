@@ -1,6 +1,11 @@
 """End-to-end parity with transformers 5.23 on random tiny models: weights move through files in both directions
 (transformers save_pretrained -> our production loader, and ours -> theirs), every output and loss agrees to 1e-5
-in fp32, and one training step's parameter gradients agree to 1e-4 relative."""
+in fp32, and one training step's parameter gradients agree with the float64 gradient as closely as transformers'.
+
+Every model is made informative (tests/model_support.py: norms off 1/0, heads O(0.3)), and every compared output
+must be at least MIN_SCALE in size, so that the 1e-5 tolerance is at most 1e-3 of what it checks; with
+transformers' default initialisation x-vector logits (~1e-7) and embeddings (~3e-6) were below the tolerance.
+Values above 1 (a summed loss) are compared relative to their size."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +14,14 @@ import torch
 
 import wavlm
 from conftest import tiny_kwargs
+from model_support import make_informative
 
 transformers = pytest.importorskip("transformers")
 
 CLASSES = ["WavLMModel", "WavLMForCTC", "WavLMForSequenceClassification", "WavLMForAudioFrameClassification",
            "WavLMForXVector"]
 ATOL = 1e-5
+MIN_SCALE = 1e-2  # an output compared with ATOL must reach this size somewhere, or the comparison proves nothing
 # right-padded batch whose lengths differ by more than 2x
 LENGTHS = (9600, 4000, 3000)
 
@@ -44,9 +51,11 @@ def make_labels(name: str, config, batch: int, frames: int) -> torch.Tensor | No
     return None
 
 
-def theirs_from(name: str, kwargs: dict, seed: int = 0):
+def theirs_from(name: str, kwargs: dict, seed: int = 0, informative: bool = True):
+    """A random transformers model, made informative (tests/model_support.py) unless `informative=False`."""
     torch.manual_seed(seed)
-    return getattr(transformers, name)(transformers.WavLMConfig(**kwargs))
+    model = getattr(transformers, name)(transformers.WavLMConfig(**kwargs))
+    return make_informative(model, seed) if informative else model
 
 
 def flat(out) -> dict[str, torch.Tensor]:
@@ -74,7 +83,10 @@ def assert_outputs_close(ours, theirs, atol: float = ATOL, skip: tuple[str, ...]
                                                                                 q[~torch.isfinite(q)]).all()
         assert same_nonfinite, f"{key}: non-finite values differ"
         diff = (p - q)[torch.isfinite(q)].abs().max().item() if torch.isfinite(q).any() else 0.0
-        assert diff <= atol, f"{key}: max abs diff {diff:.3g} > {atol}"
+        scale = q[torch.isfinite(q)].abs().max().item() if torch.isfinite(q).any() else 0.0
+        assert q.numel() == 0 or scale >= MIN_SCALE, f"{key}: largest value {scale:.3g} is too small to compare"
+        # atol for values up to 1, relative beyond (a summed CTC loss is in the hundreds: fp32 rounds at 1e-5)
+        assert diff <= atol * max(1.0, scale), f"{key}: max abs diff {diff:.3g} > {atol} x max(1, {scale:.3g})"
 
 
 def run(model, x, mask, labels=None, **kw):
@@ -124,7 +136,7 @@ def test_forward_parity_from_transformers_files(saved, variant, name, padded):
 @pytest.mark.parametrize("name", CLASSES)
 def test_our_files_load_in_transformers(tmp_path, variant, name):
     torch.manual_seed(3)
-    ours = getattr(wavlm, name)(wavlm.WavLMConfig(**tiny_kwargs(variant))).eval()
+    ours = make_informative(getattr(wavlm, name)(wavlm.WavLMConfig(**tiny_kwargs(variant))).eval(), 3)
     ours.save_pretrained(tmp_path)
     theirs, info = getattr(transformers, name).from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
@@ -184,10 +196,8 @@ def test_return_dict_false_tuples_match(saved, variant):
         for i, (p, q) in enumerate(zip(a, b)):
             if isinstance(q, tuple):
                 assert len(p) == len(q)
-                for u, v in zip(p, q):
-                    assert (u - v).abs().max() <= ATOL, (name, i)
-            else:
-                assert (p - q).abs().max() <= ATOL, (name, i)
+            for u, v in zip(p, q) if isinstance(q, tuple) else [(p, q)]:
+                assert (u - v).abs().max() <= ATOL and v.abs().max() >= MIN_SCALE, (name, i)
 
 
 def test_attention_head_mean_equals_transformers(saved, variant):
@@ -272,7 +282,10 @@ def test_training_step_gradients_match(variant, name):
     summation order of the CPU's kernels), so the fp32 check is that ours is no further from the float64 gradient
     than transformers' is."""
     kwargs = tiny_kwargs(variant, mask_time_prob=0.0)  # dropout, layerdrop and SpecAugment off
-    theirs = theirs_from(name, kwargs).train()
+    # transformers' own initialisation: every comparison here is relative to the gradient's size, so small
+    # gradients do not weaken it; with informative weights the fp32 criterion fails by chance on one
+    # ill-conditioned key in 1 of 12 seed/variant draws (either library may be the luckier one there)
+    theirs = theirs_from(name, kwargs, informative=False).train()
     ours = getattr(wavlm, name)(wavlm.WavLMConfig(**kwargs)).train()
     ours.load_state_dict(theirs.state_dict())
     x, mask = make_batch(seed=10)
@@ -301,7 +314,7 @@ def test_training_step_gradients_match(variant, name):
 
 def test_gradient_checkpointing_gives_same_gradients_as_transformers(variant):
     kwargs = tiny_kwargs(variant, mask_time_prob=0.0)
-    theirs = theirs_from("WavLMForCTC", kwargs).train()
+    theirs = theirs_from("WavLMForCTC", kwargs, informative=False).train()  # as the test above
     ours = wavlm.WavLMForCTC(wavlm.WavLMConfig(**kwargs)).train()
     ours.load_state_dict(theirs.state_dict())
     theirs.gradient_checkpointing_enable()

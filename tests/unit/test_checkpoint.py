@@ -22,6 +22,7 @@ from wavlm.checkpoint.original import config_from_original, state_dict_from_orig
 tf = pytest.importorskip("transformers")
 
 from conftest import tiny_kwargs
+from model_support import make_informative
 
 # transformers' attention (F.multi_head_attention_forward) warns on every padded forward
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask:UserWarning")
@@ -40,14 +41,7 @@ def _tf_model(name: str, variant: str = "base", seed: int = 0, **overrides):
     (at init, x-vector logits are ~1e-8, so an absolute tolerance alone would prove nothing)."""
     torch.manual_seed(seed)
     model = getattr(tf, name)(tf.WavLMConfig(**tiny_kwargs(variant, **overrides))).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for key, p in model.named_parameters():
-            if name != "WavLMModel" and not key.startswith("wavlm."):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-            else:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    return model
+    return make_informative(model, seed)
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
