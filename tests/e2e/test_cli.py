@@ -397,3 +397,28 @@ def test_export_onnx(models, tmp_path):
     assert out.is_file() and "WavLMForCTC" in proc.stdout
     diff = float(proc.stdout.rsplit("max |difference|", 1)[1])
     assert diff < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ synth
+
+def test_synth_subcommand_makes_a_corpus_the_other_commands_read(models, tmp_path):
+    """`wavlm synth` is the same command as `python -m wavlm.synth` (byte-identical corpora), and its manifests
+    are inputs of the model commands."""
+    import soundfile
+
+    proc = run_cli("synth", "commands", "-o", str(tmp_path / "cli"), "-n", "6", "--seed", "3", "--words", "YES,NO")
+    ok(proc)
+    ok(run_cli(sys.executable, "-m", "wavlm.synth", "commands", "-o", str(tmp_path / "module"), "-n", "6", "--seed",
+               "3", "--words", "YES,NO", "-q", module=False))
+    made = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    assert Path("manifest.jsonl") in made and len([p for p in made if p.suffix == ".wav"]) == 6
+    for rel in made:
+        assert (tmp_path / "cli" / rel).read_bytes() == (tmp_path / "module" / rel).read_bytes(), rel
+    records = [json.loads(line) for line in (tmp_path / "cli" / "manifest.jsonl").read_text().splitlines()]
+    assert {r["label"] for r in records} == {"YES", "NO"}
+    assert all(soundfile.info(str(tmp_path / "cli" / r["audio"])).samplerate == 16000 for r in records)
+    proc = run_cli("classify", "-m", str(models["cls"]), str(tmp_path / "cli" / "manifest.jsonl"), "-q")
+    ok(proc)
+    assert sorted(line.split("\t")[0] for line in proc.stdout.splitlines()) == sorted(r["id"] for r in records)
+    assert run_cli("synth", "real", "nosuchsource").returncode == 2
+    assert "synth" in run_cli("--help").stdout

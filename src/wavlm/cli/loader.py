@@ -129,8 +129,8 @@ class Runtime:
 def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str] = lambda arch: "WavLMModel",
          tokenizer: bool = False) -> Runtime:
     """Load what `wavlm <command>` runs: resolve `opts.model` once, choose the class from its architecture
-    (`model_class`), refuse a checkpoint without that head (from config.json, then from the loading info), load
-    the tokenizer when asked, the weights onto the device in the dtype (bfloat16 keeps the norms in float32,
+    (`model_class`), refuse a checkpoint without that head (from config.json, then from the loading info), the
+    tokenizer when asked, the weights onto the device in the dtype (bfloat16 keeps the norms in float32,
     wavlm.inference.to_bfloat16; --int8 quantises the transformer's linear layers on the CPU; --compile wraps the
     forward in torch.compile), and the saved feature extractor or the default that matches the model."""
     import torch
@@ -148,7 +148,6 @@ def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str
     need = f"`wavlm {command}` needs a {class_name} model ({NEEDS.get(class_name, 'any WavLM checkpoint')})"
     if class_name != "WavLMModel" and arch is not None and arch != class_name:
         raise UsageError(f"{need}; {opts.model} holds a {arch}")
-    tok = load_tokenizer(source, command) if tokenizer else None
     with warnings_logged():
         try:
             model, info = load_checkpoint(getattr(wavlm, class_name), source.directory or source.file,
@@ -159,6 +158,7 @@ def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str
     if class_name != "WavLMModel" and any(not k.startswith("wavlm.") for k in info.new_keys):
         raise UsageError(f"{need}; {opts.model} has no {class_name} head weights"
                          + (f" (it holds a {arch})" if arch else " (it is a pre-trained backbone)"))
+    tok = load_tokenizer(source, command) if tokenizer else None
     # padded items in a batch give the same result as alone: GroupNorm and x-vector pooling over real frames
     model.config.mask_padding_in_group_norm = True
     model.config.xvector_exact_pooling = True
