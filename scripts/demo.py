@@ -142,11 +142,12 @@ def real_time_factor(clip: Path) -> None:
 
 
 def run_real_model(model: str, audio: Path, work: Path) -> None:
-    from wavlm.tasks.runner import UsageError, checkpoint_architecture
+    from wavlm.cli.loader import resolve_source
+    from wavlm.cli.report import UsageError
 
     banner(f"MODEL={model}: the subcommands its head supports")
     try:
-        arch = checkpoint_architecture(model) or "WavLMModel"
+        arch = resolve_source(model, weights=False).architecture or "WavLMModel"
     except UsageError as e:
         print(f"cannot read MODEL: {e}")
         return
@@ -212,6 +213,12 @@ def main() -> int:
         wavlm_cmd("classify", "--model", str(models["classify"]), audio_rel, "-o", "labels", cwd=work)
         print(f"  written: {', '.join(sorted(p.name for p in (work / 'labels').iterdir()))}")
         (audio / "broken.wav").unlink()
+
+        if shutil.which("espeak-ng") and shutil.which("flite") and shutil.which("sox"):
+            banner("synth: a synthetic corpus, whose manifest every command reads")
+            wavlm_cmd("synth", "commands", "-o", "corpus", "-n", "6", "--words", "YES,NO", "-q", cwd=work)
+            wavlm_cmd("classify", "--model", str(models["classify"]), "corpus/manifest.jsonl", "--top-k", "2",
+                      cwd=work, show_lines=3)
 
         banner("convert: transformers directory -> original microsoft .pt -> transformers directory")
         wavlm_cmd("convert", str(models["base"]), "tiny.pt", cwd=work)
