@@ -111,8 +111,7 @@ class WavLMForCTC(_HeadModel):
     def ctc_loss(self, logits: torch.Tensor, labels: torch.Tensor, input_values: torch.Tensor,
                  attention_mask: torch.Tensor | None) -> torch.Tensor:
         config = self.config
-        if labels.max() >= config.vocab_size:
-            raise ValueError(f"labels contain id {int(labels.max())} but vocab_size is {config.vocab_size}")
+        check_ctc_labels(config, labels, input_values.shape[0])
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
         input_lengths = self._get_feat_extract_output_lengths(attention_mask.sum(-1)).to(torch.long)
@@ -152,8 +151,9 @@ class WavLMForSequenceClassification(_HeadModel):
         if mask is None:
             pooled = hidden.mean(dim=1)
         else:
+            # summed in float32: over a few thousand frames a float16 sum overflows
             hidden = hidden.masked_fill(~mask[..., None], 0.0)
-            pooled = hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
+            pooled = (hidden.sum(dim=1, dtype=torch.float32) / mask.sum(dim=1, keepdim=True)).to(hidden.dtype)
         logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
         return _finish(SequenceClassifierOutput, return_dict, self.config, loss=loss, logits=logits,
@@ -161,10 +161,17 @@ class WavLMForSequenceClassification(_HeadModel):
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_labels, problem = self.config.num_labels, self.config.problem_type
+        batch = logits.shape[0]
         if problem == "regression" or (problem is None and num_labels == 1):
-            return F.mse_loss(logits.squeeze(-1) if num_labels == 1 else logits, labels.to(logits.dtype))
+            target = logits.squeeze(-1) if num_labels == 1 else logits
+            if num_labels == 1 and torch.is_tensor(labels) and tuple(labels.shape) == (batch, 1):
+                labels = labels[:, 0]  # (batch, 1) targets: one value per item, as (batch,)
+            check_float_labels(labels, target.shape, "regression")
+            return F.mse_loss(target, labels.to(logits.dtype))
         if problem == "multi_label_classification":
+            check_float_labels(labels, logits.shape, "multi-label classification", unit_interval=True)
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        check_class_labels(labels, num_labels, batch)
         return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
 
 
@@ -192,6 +199,7 @@ class WavLMForAudioFrameClassification(_HeadModel):
         loss = None
         if labels is not None:
             num_labels = self.config.num_labels
+            check_float_labels(labels, logits.shape, "frame classification (one-/multi-hot per frame)")
             loss = F.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1, num_labels).argmax(dim=1))
         return _finish(TokenClassifierOutput, return_dict, self.config, loss=loss, logits=logits,
                        hidden_states=outputs.hidden_states, attentions=outputs.attentions)
@@ -261,6 +269,18 @@ class WavLMForXVector(_HeadModel):
             lengths = lengths - (kernel - 1) * (dilation if exact else 1)  # parity: dilation ignored by default
         return lengths
 
+    def _check_tdnn_frames(self, frames: int, row_frames: torch.Tensor | None, needed: int) -> None:
+        """The TDNN stack needs `needed` backbone frames per utterance (padded rows counted by their real frames)."""
+        what = (f"the x-vector TDNN needs at least 2 output frames, i.e. {needed} backbone frames "
+                f"({xvector_min_samples(self.config)} samples at 16 kHz)")
+        if frames < needed:
+            raise ValueError(f"{what}; this audio gives {frames} frames")
+        if row_frames is not None and not torch.compiler.is_compiling():
+            short = (row_frames < needed).nonzero().flatten().tolist()
+            if short:
+                raise ValueError(f"{what}; batch item(s) {short} give only {row_frames[short].tolist()} frames "
+                                 "(their attention_mask counts fewer real samples): drop or pad them")
+
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, *, mask_time_indices: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
@@ -269,18 +289,19 @@ class WavLMForXVector(_HeadModel):
         hidden, outputs = self._run_backbone(input_values, attention_mask, mask_time_indices, output_attentions,
                                              output_hidden_states, attention_block_size)
         needed = frames_needed(self.config)
-        if hidden.shape[1] < needed:
-            raise ValueError(f"the x-vector TDNN needs at least 2 output frames, i.e. {needed} backbone frames "
-                             f"({xvector_min_samples(self.config)} samples at 16 kHz); this audio gives "
-                             f"{hidden.shape[1]} frames")
+        backbone_frames = None
+        if attention_mask is not None:
+            backbone_frames = self._get_feat_extract_output_lengths(attention_mask.sum(-1))
+        self._check_tdnn_frames(hidden.shape[1], backbone_frames, needed)
         x = self.projector(hidden)
         for layer in self.tdnn:
             x = layer(x)
-        frames = x.shape[1]
+        frames, dtype = x.shape[1], x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))  # pooling statistics in float32 (float16 overflows)
         if attention_mask is None:
             mean, std = x.mean(dim=1), x.std(dim=1)
         else:
-            lengths = self._get_tdnn_output_lengths(self._get_feat_extract_output_lengths(attention_mask.sum(-1)))
+            lengths = self._get_tdnn_output_lengths(backbone_frames)
             lengths = lengths.clamp(min=1, max=frames).to(x.device)
             valid = (torch.arange(frames, device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
             count = lengths[:, None].to(x.dtype)
@@ -288,9 +309,12 @@ class WavLMForXVector(_HeadModel):
             var = (((x - mean[:, None]) * valid) ** 2).sum(dim=1) / (count - 1)
             # clamping keeps the gradient finite (zero) where a channel is constant, as torch.std's backward does
             std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
-        embeddings = self.feature_extractor(torch.cat([mean, std], dim=-1))
+        embeddings = self.feature_extractor(torch.cat([mean, std], dim=-1).to(dtype))
         logits = self.classifier(embeddings)
-        loss = None if labels is None else self.objective(logits, labels)
+        loss = None
+        if labels is not None:
+            check_class_labels(labels, self.config.num_labels, logits.shape[0])
+            loss = self.objective(logits, labels)
         return _finish(XVectorOutput, return_dict, self.config, loss=loss, logits=logits, embeddings=embeddings,
                        hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
@@ -303,3 +327,61 @@ def frames_needed(config: WavLMConfig) -> int:
 def xvector_min_samples(config: WavLMConfig) -> int:
     """Samples (at 16 kHz) of the shortest input an x-vector model embeds: frames_needed backbone frames."""
     return (frames_needed(config) - 1) * config.frame_stride + config.receptive_field
+
+
+# ------------------------------------------------------------------------------------------------- label checks
+# Labels are checked before a loss sees them: torch's own errors for these name no field (or, on CUDA, abort the
+# process with a device-side assert), and NaN targets give a NaN loss without a word.
+def _is_checking() -> bool:
+    return not torch.compiler.is_compiling()
+
+
+def check_ctc_labels(config: WavLMConfig, labels: Any, batch: int) -> None:
+    """CTC labels: an integer (batch, length) tensor of ids in [0, vocab_size), padded with -100 (or the blank)."""
+    if not _is_checking():
+        return
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.dtype == torch.bool:
+        what = labels.dtype if torch.is_tensor(labels) else type(labels).__name__
+        raise TypeError(f"CTC labels must be an integer tensor of token ids (e.g. torch.long), got {what}")
+    if labels.dim() != 2 or labels.shape[0] != batch:
+        raise ValueError(f"CTC labels must have shape (batch, label_length) with batch {batch}, got "
+                         f"{tuple(labels.shape)}")
+    blank = config.pad_token_id
+    if blank is None or not 0 <= blank < config.vocab_size:
+        raise ValueError(f"CTC needs config.pad_token_id (the blank) to be an id in [0, vocab_size="
+                         f"{config.vocab_size}), got {blank}")
+    bad = labels[(labels != -100) & ((labels < 0) | (labels >= config.vocab_size))]
+    if bad.numel():
+        raise ValueError(f"labels contain id(s) {torch.unique(bad)[:5].tolist()} outside [0, vocab_size="
+                         f"{config.vocab_size}); pad label rows with -100")
+
+
+def check_class_labels(labels: Any, num_labels: int, batch: int) -> None:
+    """Class labels: an integer tensor of one id in [0, num_labels) per batch item."""
+    if not _is_checking():
+        return
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.dtype == torch.bool:
+        what = labels.dtype if torch.is_tensor(labels) else type(labels).__name__
+        raise TypeError(f"labels must be an integer tensor of class ids (e.g. torch.long), got {what}; for float "
+                        "targets set config.problem_type to 'regression' or 'multi_label_classification'")
+    if labels.numel() != batch:
+        raise ValueError(f"labels must hold one class id per batch item ({batch}), got shape {tuple(labels.shape)}")
+    bad = labels[(labels < 0) | (labels >= num_labels)]
+    if bad.numel():
+        raise ValueError(f"labels contain class id(s) {torch.unique(bad)[:5].tolist()} outside [0, num_labels="
+                         f"{num_labels})")
+
+
+def check_float_labels(labels: Any, shape: torch.Size | tuple, task: str, unit_interval: bool = False) -> None:
+    """Float targets of the logits' shape, finite (and in [0, 1] for BCE)."""
+    if not _is_checking():
+        return
+    if not torch.is_tensor(labels):
+        raise TypeError(f"labels for {task} must be a tensor, got {type(labels).__name__}")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"labels for {task} must have shape {tuple(shape)} (that of the logits), got "
+                         f"{tuple(labels.shape)}")
+    if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
+        raise ValueError(f"labels for {task} contain NaN or infinite values")
+    if unit_interval and not bool(((labels >= 0) & (labels <= 1)).all()):
+        raise ValueError(f"labels for {task} must lie in [0, 1] (one probability per class)")

@@ -11,18 +11,22 @@ import torch
 
 def compute_mask_indices(shape: tuple[int, int], mask_prob: float, mask_length: int,
                          attention_mask: torch.Tensor | np.ndarray | None = None,
-                         min_masks: int = 0) -> np.ndarray:
+                         min_masks: int = 0, *, axis: str = "frames") -> np.ndarray:
     """Random spans to mask: a bool array (B, T), True = masked.
 
     About `mask_prob * length / mask_length` spans of `mask_length` frames start in each row (at least `min_masks`),
-    inside the row's valid length (`attention_mask.sum(-1)` frames when given). Spans may overlap.
+    inside the row's valid length (`attention_mask.sum(-1)` frames when given). Spans may overlap. `axis`
+    ("frames" or "channels", wavlm only) names what is masked in error messages.
     """
     batch, seq_len = shape
+    field_ = "mask_time_length" if axis == "frames" else "mask_feature_length"
     if mask_length < 1:
-        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
+        raise ValueError(f"mask_length ({field_}) must be at least 1, got {mask_length}")
     if mask_length > seq_len:
-        raise ValueError(f"mask_length ({mask_length}) must not exceed the number of frames ({seq_len}); "
-                         "lower mask_time_length / mask_feature_length or use longer audio")
+        hint = ("lower mask_time_length or use longer audio" if axis == "frames" else
+                "lower mask_feature_length (it masks spans of channels, at most hidden_size)")
+        raise ValueError(f"mask_length ({field_}={mask_length}) must not exceed the number of {axis} "
+                         f"({seq_len}); {hint}")
 
     epsilon = np.random.rand(1).item()  # one draw per call: rounds the expected span count up or down
 

@@ -98,7 +98,7 @@ class ConvLayer(nn.Module):
         """GroupNorm (one channel per group) and the activation, in place on y (B, C, T): the first layer's output is
         the largest activation of the model (20 MB per second of audio), and inference needs only one copy of it."""
         norm = self.layer_norm
-        var, mean = torch.var_mean(y.to(norm.weight.dtype), dim=-1, keepdim=True, correction=0)
+        var, mean = torch.var_mean(y.to(statistics_dtype(norm.weight)), dim=-1, keepdim=True, correction=0)
         scale = torch.rsqrt(var + norm.eps) * norm.weight[:, None]
         y.mul_(scale.to(y.dtype)).add_((norm.bias[:, None] - mean * scale).to(y.dtype))
         if self.activation_name == "gelu":
@@ -118,10 +118,16 @@ class ConvLayer(nn.Module):
         return self.conv(x)
 
 
+def statistics_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype normalisation statistics are computed in: float32, or the norm's own dtype when wider (float64).
+    Sums over thousands of frames overflow float16 (65504) and lose bits in bfloat16."""
+    return torch.promote_types(weight.dtype, torch.float32)
+
+
 def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group), computed in the
-    norm's dtype (fp32 when the model runs in bfloat16 with fp32 norms)."""
-    dtype, x = x.dtype, x.to(norm.weight.dtype)
+    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group), computed in
+    float32 (or float64 for a float64 model) whatever the model's dtype; the result has x's dtype."""
+    dtype, x = x.dtype, x.to(statistics_dtype(norm.weight))
     valid = valid.to(x.dtype)
     count = valid.sum(-1, keepdim=True).clamp(min=1)
     mean = (x * valid).sum(-1, keepdim=True) / count
@@ -218,7 +224,7 @@ class ConvFeatureEncoder(nn.Module):
             counts = torch.as_tensor(counts, dtype=torch.float64).clamp(min=1)
             mean = sums / counts
             var = (squares / counts - mean * mean).clamp(min=0)
-            dtype = first.layer_norm.weight.dtype
+            dtype = statistics_dtype(first.layer_norm.weight)
             stats = (mean.to(dtype), var.to(dtype))
         pieces = []
         for start in range(0, frames, chunk):
@@ -454,8 +460,10 @@ class WavLMPreTrainedModel(nn.Module):
     def __init__(self, config: WavLMConfig) -> None:
         super().__init__()
         if not isinstance(config, WavLMConfig):
-            raise TypeError(f"{type(self).__name__} needs a wavlm.WavLMConfig, got {type(config).__name__}; "
+            raise TypeError(f"{type(self).__name__} needs a wavlm.WavLMConfig, got {type(config).__module__}."
+                            f"{type(config).__qualname__}; "
                             "convert a transformers config with WavLMConfig.from_dict(config.to_dict())")
+        config.validate()  # fields set after the config was built are checked too
         self.config = config
 
     # -- initialisation
@@ -614,6 +622,11 @@ class WavLMPreTrainedModel(nn.Module):
         return frames[None, :] < lengths[:, None].to(attention_mask.device)
 
 
+def _few(items: list[int], limit: int = 10) -> str:
+    """At most `limit` batch indices, then how many more."""
+    return str(items) if len(items) <= limit else f"{items[:limit]} (and {len(items) - limit} more)"
+
+
 def check_inputs(config: WavLMConfig, input_values: Any, attention_mask: Any) -> None:
     """Reject input the model cannot use, with a message that names the problem (skipped while compiling)."""
     if torch.compiler.is_compiling():
@@ -642,11 +655,67 @@ def check_inputs(config: WavLMConfig, input_values: Any, attention_mask: Any) ->
         if attention_mask.shape != input_values.shape:
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has shape "
                              f"{tuple(input_values.shape)}; they must match (one entry per sample)")
-        lengths = attention_mask.sum(-1)
+        binary = None if attention_mask.dtype == torch.bool else (attention_mask == 0) | (attention_mask == 1)
+        if binary is not None and not bool(binary.all()):
+            rows = (~binary.all(dim=1)).nonzero().flatten().tolist()
+            values = torch.unique(attention_mask[~binary])[:5].tolist()
+            raise ValueError(f"attention_mask must hold only 0 (padding) and 1 (real sample); batch item(s) "
+                             f"{_few(rows)} hold {values}")
+        mask = attention_mask.to(torch.int8)
+        # right padding: once a row has a 0 it stays 0 (a 0 followed by a 1 is left padding or a hole)
+        unpadded = (mask[:, 1:] > mask[:, :-1]).any(dim=1)
+        if bool(unpadded.any()):
+            rows = unpadded.nonzero().flatten().tolist()
+            raise ValueError(f"attention_mask of batch item(s) {_few(rows)} is not right-padded (a 0 comes before a "
+                             "1): WavLM takes each row's real samples first and padding after them; pad on the right "
+                             "(the feature extractor's default padding_side='right')")
+        lengths = mask.sum(-1, dtype=torch.long)
         short = (lengths < field_).nonzero().flatten().tolist()
         if short:
             raise ValueError(f"batch item(s) {short} have fewer valid samples ({lengths[short].tolist()}) than the "
                              f"receptive field of {field_} samples")
+
+
+def check_mask_time_indices(model: WavLMPreTrainedModel, mask_time_indices: Any, batch: int, frames: int) -> None:
+    """mask_time_indices must be a (batch, frames) 0/1 or bool tensor, and the model must have its mask embedding."""
+    if torch.compiler.is_compiling():
+        return
+    if not torch.is_tensor(mask_time_indices):
+        raise TypeError(f"mask_time_indices must be a torch.Tensor of shape (batch, frames), got "
+                        f"{type(mask_time_indices).__name__}")
+    if tuple(mask_time_indices.shape) != (batch, frames):
+        raise ValueError(f"mask_time_indices has shape {tuple(mask_time_indices.shape)}, but this input gives "
+                         f"(batch, frames) = ({batch}, {frames}): one entry per output frame "
+                         "(model._get_feat_extract_output_lengths(samples) frames)")
+    if mask_time_indices.dtype != torch.bool and not bool(((mask_time_indices == 0) | (mask_time_indices == 1)).all()):
+        raise ValueError("mask_time_indices must hold only 0/1 (or True/False), True = frame to mask")
+    if not hasattr(model, "masked_spec_embed"):
+        raise ValueError("mask_time_indices needs the learned mask embedding, which this model has only when "
+                         "config.mask_time_prob > 0 or config.mask_feature_prob > 0")
+
+
+def check_finite_output(model: WavLMPreTrainedModel, output: torch.Tensor, input_values: torch.Tensor) -> None:
+    """In inference, NaN or infinite hidden states raise naming the batch items and the likely cause (audio far
+    outside [-1, 1], weights that are not finite, or a float16 overflow) instead of being returned."""
+    if torch.compiler.is_compiling():
+        return
+    finite = torch.isfinite(output).flatten(1).all(dim=1)
+    if bool(finite.all()):
+        return
+    rows = (~finite).nonzero().flatten().tolist()
+    peak = float(input_values[rows].abs().max())
+    bad = [name for name, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:
+        cause = f"the model's weights are not finite (NaN or inf in {_few(bad, 5)})"
+    elif peak > 1e4:
+        cause = (f"the audio is far outside [-1, 1] (max |x| = {peak:.3g}); normalise it (the feature extractor's "
+                 "do_normalize=True) or scale integer PCM to [-1, 1]")
+    elif output.dtype in (torch.float16, torch.bfloat16):
+        cause = f"the computation overflowed {str(output.dtype).replace('torch.', '')}; run the model in float32"
+    else:
+        cause = f"the computation overflowed (max |x| = {peak:.3g})"
+    raise ValueError(f"the model produced NaN or infinite hidden states for batch item(s) {_few(rows)}: "
+                             f"{cause}")
 
 
 class WavLMModel(WavLMPreTrainedModel):
@@ -671,6 +740,7 @@ class WavLMModel(WavLMPreTrainedModel):
             return x
         batch, frames, channels = x.shape
         if mask_time_indices is not None:
+            check_mask_time_indices(self, mask_time_indices, batch, frames)
             x = torch.where(mask_time_indices.bool()[..., None], self.masked_spec_embed.to(x.dtype), x)
         elif config.mask_time_prob > 0 and self.training:
             spans = compute_mask_indices((batch, frames), config.mask_time_prob, config.mask_time_length,
@@ -679,7 +749,7 @@ class WavLMModel(WavLMPreTrainedModel):
             x = torch.where(spans[..., None], self.masked_spec_embed.to(x.dtype), x)
         if config.mask_feature_prob > 0 and self.training:
             spans = compute_mask_indices((batch, channels), config.mask_feature_prob, config.mask_feature_length,
-                                         min_masks=config.mask_feature_min_masks)
+                                         min_masks=config.mask_feature_min_masks, axis="channels")
             x = x.masked_fill(torch.as_tensor(spans, device=x.device)[:, None, :], 0.0)
         return x
 
@@ -715,6 +785,8 @@ class WavLMModel(WavLMPreTrainedModel):
                                                     attention_block_size)
         if self.adapter is not None:
             x = self.adapter(x)
+        if not self.training:
+            check_finite_output(self, x, input_values)
         out = WavLMBaseModelOutput(last_hidden_state=x, extract_features=extract_features,
                                    hidden_states=hidden_states, attentions=attentions)
         return out if return_dict else out.to_tuple()

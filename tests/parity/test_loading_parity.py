@@ -76,8 +76,8 @@ def both(name: str, path, **kwargs) -> dict:
 def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     wav = torch.randn(2, 4000, generator=torch.Generator().manual_seed(seed))
     mask = torch.ones(2, 4000, dtype=torch.long)
-    mask[1, 2600:] = 0
-    wav[1, 2600:] = 0.0
+    mask[1, 2700:] = 0
+    wav[1, 2700:] = 0.0
     return wav, mask
 
 

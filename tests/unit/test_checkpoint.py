@@ -45,11 +45,12 @@ def _tf_model(name: str, variant: str = "base", seed: int = 0, **overrides):
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two utterances, the second padded with zeros after 2600 of 4000 samples."""
+    """Two utterances, the second padded with zeros after 2700 of 4000 samples (8 frames, the fewest
+    the tiny x-vector TDNN takes)."""
     wav = torch.randn(2, 4000, generator=torch.Generator().manual_seed(seed))
     mask = torch.ones(2, 4000, dtype=torch.long)
-    mask[1, 2600:] = 0
-    wav[1, 2600:] = 0.0
+    mask[1, 2700:] = 0
+    wav[1, 2700:] = 0.0
     return wav, mask
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ __all__ = ["CheckpointError", "LoadingInfo", "MissingFileError", "ShapeMismatchE
 PREFIX = "wavlm."
 # Backbone parameters that exist only for some configs and that a checkpoint may lack without harm.
 OPTIONAL_BACKBONE_KEYS = ("masked_spec_embed",)
+# Keys named in one error message; the others are counted.
+KEYS_SHOWN = 20
 # The named options of load_checkpoint / from_pretrained (for error hints).
 _LOADER_NAMES = ("config", "state_dict", "dtype", "torch_dtype", "device", "device_map", "ignore_mismatched_sizes",
                  "strict", "use_safetensors", "variant", "output_loading_info", *HUB_OPTIONS)
@@ -128,7 +131,8 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
     Raises CheckpointError listing every problem at once; ShapeMismatchError (also a RuntimeError, as
     transformers raises) when shapes differ."""
     state, dropped_head = _align_prefix(_normalise_keys(state), model)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    tensors = model.state_dict(keep_vars=True)
+    expected = {k: tuple(v.shape) for k, v in tensors.items()}
     head_model = any(k.startswith(PREFIX) for k in expected)
     optional = {(PREFIX if head_model else "") + k for k in OPTIONAL_BACKBONE_KEYS}
 
@@ -144,17 +148,28 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
     bad_unexpected = [k for k in unexpected if strict and not allowed(k) and k not in dropped_head]
     bad_shapes = [m for m in mismatched if m not in reinit]
 
-    problems = []
+    # integer or bool tensors where the model holds floats: torch's own error for these is one paragraph per key
+    bad_dtypes = [(k, v.dtype) for k, v in state.items()
+                  if k in tensors and tensors[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())]
+    if bad_dtypes:
+        kinds = sorted({str(d).replace("torch.", "") for _, d in bad_dtypes})
+        raise CheckpointError(f"{source} holds {len(bad_dtypes)} weight(s) of non-floating-point dtype "
+                              f"{', '.join(kinds)} where the model has float parameters: "
+                              f"{_few_keys([k for k, _ in bad_dtypes])}; convert them to float32 (or the model's "
+                              "dtype) before saving")
+
+    problems = _layer_count_problems(state, model.config) if (bad_missing or bad_unexpected) else []
     if bad_missing:
-        problems.append(f"missing keys: {bad_missing}")
+        problems.append(f"missing keys: {_few_keys(bad_missing)}")
     if bad_unexpected:
-        problems.append(f"unexpected keys: {bad_unexpected}")
+        problems.append(f"unexpected keys: {_few_keys(bad_unexpected)}")
     if bad_missing or bad_unexpected:
         problems.append("pass strict=False to load it anyway, initialising missing weights randomly and ignoring "
                         "unexpected ones, as transformers does")
     if bad_shapes:
-        problems.append("shape mismatches: " + ", ".join(f"{k} has {a} in the checkpoint but {b} in the model"
-                                                         for k, a, b in bad_shapes))
+        shown = ", ".join(f"{k} has {a} in the checkpoint but {b} in the model" for k, a, b in bad_shapes[:KEYS_SHOWN])
+        more = f", ... and {len(bad_shapes) - KEYS_SHOWN} more" if len(bad_shapes) > KEYS_SHOWN else ""
+        problems.append(f"shape mismatches ({len(bad_shapes)}): {shown}{more}")
         backbone = any(not allowed(k) for k, _, _ in bad_shapes)
         if not ignore_mismatched_sizes:
             problems.append("pass ignore_mismatched_sizes=True" + (" and strict=False" if backbone else "")
@@ -171,6 +186,27 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
     info = LoadingInfo(missing_keys=missing, unexpected_keys=unexpected,
                        mismatched_keys=[(k, torch.Size(a), torch.Size(b)) for k, a, b in reinit], weights=source)
     return to_load, info
+
+
+def _layer_count_problems(state: dict[str, torch.Tensor], config: WavLMConfig) -> list[str]:
+    """'the checkpoint has N encoder layers but config.num_hidden_layers is M' (and the same for conv layers),
+    the usual cause of a long list of missing or unexpected keys."""
+    problems = []
+    for pattern, field_, count in ((r"(?:^|\.)encoder\.layers\.(\d+)\.", "num_hidden_layers",
+                                    config.num_hidden_layers),
+                                   (r"(?:^|\.)feature_extractor\.conv_layers\.(\d+)\.", "conv_dim (its length)",
+                                    len(config.conv_dim))):
+        found = {int(m.group(1)) for k in state if (m := re.search(pattern, k))}
+        if found and max(found) + 1 != count:
+            problems.append(f"the checkpoint has {max(found) + 1} layers where config.{field_} is {count}")
+    return problems
+
+
+def _few_keys(keys: list[str]) -> str:
+    """A key list for a message: the count and the first KEYS_SHOWN keys (a 1000-layer config lists 17000)."""
+    shown = ", ".join(keys[:KEYS_SHOWN])
+    more = f", ... and {len(keys) - KEYS_SHOWN} more" if len(keys) > KEYS_SHOWN else ""
+    return f"{len(keys)} [{shown}{more}]"
 
 
 def _materialise_new(model: nn.Module, new_keys: list[str], device: torch.device) -> None:
