@@ -52,18 +52,56 @@ def load_audio(
     if wav.shape[0] == 0:
         raise AudioLoadError(f"{name}: the file holds no audio samples")
     if channel is None:
-        mono = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
+        mono = _mix_down(wav) if wav.shape[1] > 1 else wav[:, 0]
     elif -wav.shape[1] <= channel < wav.shape[1]:
         mono = wav[:, channel]
     else:
         raise ValueError(f"{name}: channel {channel} requested, but the file has {wav.shape[1]} channel(s)")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    mono = _to_float32(mono, name, "")
     if sampling_rate is not None and rate != sampling_rate:
-        import soxr
-
-        mono = soxr.resample(mono, rate, sampling_rate, quality="HQ").astype(np.float32, copy=False)
+        mono = _resample(mono, rate, int(sampling_rate), name)
         rate = int(sampling_rate)
     return mono, int(rate)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _mix_down(wav: np.ndarray) -> np.ndarray:
+    """The channel average; in float64 where the float32 sum overflows (samples near float32's limit)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mono = wav.mean(axis=1)
+    if not np.isfinite(mono).all() and np.isfinite(wav).all():
+        mono = wav.mean(axis=1, dtype=np.float64)
+    return mono
+
+
+def _to_float32(samples: np.ndarray, name: str, after: str) -> np.ndarray:
+    """float32 samples; AudioLoadError when finite samples do not fit (NaN and inf in the file pass through)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(samples, dtype=np.float32)
+    if samples.dtype != np.float32 and np.isinf(out).any():
+        overflow = np.isinf(out) & np.isfinite(samples)
+        if overflow.any():
+            peak = float(np.abs(samples[overflow]).max())
+            raise AudioLoadError(f"{name}: samples{after} reach |x| = {peak:.3g}, beyond the range of float32 "
+                                 f"({_FLOAT32_MAX:.3g}) that wavlm computes in; audio samples should lie in [-1, 1]")
+    return out
+
+
+def _resample(mono: np.ndarray, rate: int, target: int, name: str) -> np.ndarray:
+    """soxr "HQ" resampling. soxr computes in float32, so samples near float32's limit overflow inside its filter:
+    those are resampled scaled to [-1, 1] and scaled back (resampling is linear), and refused if the result does
+    not fit float32."""
+    import soxr
+
+    out = soxr.resample(mono, rate, target, quality="HQ").astype(np.float32, copy=False)
+    finite = np.isfinite(mono)
+    if np.isfinite(out).all() or not finite.all():
+        return out
+    peak = float(np.abs(mono).max())
+    scaled = soxr.resample((mono / np.float32(peak)).astype(np.float32), rate, target, quality="HQ")
+    return _to_float32(scaled.astype(np.float64) * peak, name, " after resampling")
 
 
 def _read_source(source: Any) -> tuple[str, bytes]:
@@ -90,7 +128,8 @@ def _decode_soundfile(data: bytes, name: str) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             declared, rate = f.frames, f.samplerate
-            wav = f.read(dtype="float32", always_2d=True)
+            # float64 files are read as float64, so that samples beyond float32's range are reported, not inf
+            wav = f.read(dtype="float64" if f.subtype == "DOUBLE" else "float32", always_2d=True)
             container = f.format
     except Exception as e:  # libsndfile reports every decode failure as a RuntimeError subclass
         raise AudioLoadError(f"{name}: not a readable audio file ({_short(e)})") from e

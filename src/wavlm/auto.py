@@ -4,11 +4,11 @@ Mirrors transformers' AutoProcessor / AutoFeatureExtractor / AutoTokenizer for t
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from wavlm.config import read_json_object
 from wavlm.features import CONFIG_NAME, PROCESSOR_CONFIG_NAME, WavLMFeatureExtractor, load_feature_extractor_config
 from wavlm.hub import IGNORED_FLAGS, hub_options
 from wavlm.processor import WavLMProcessor
@@ -28,7 +28,7 @@ def _split_hub(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _read_json(directory: Path, name: str) -> dict[str, Any]:
     file = directory / name
-    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return read_json_object(file, "a settings") if file.is_file() else {}
 
 
 class AutoFeatureExtractor:

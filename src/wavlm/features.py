@@ -5,6 +5,8 @@ Reads and writes `preprocessor_config.json` in the format of transformers' `Wav2
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wavlm.config import ConfigError, read_json_object
 from wavlm.hub import hub_options
 
 CONFIG_NAME = "preprocessor_config.json"
@@ -234,16 +237,15 @@ class WavLMFeatureExtractor:
         padding_side: str = "right",
         **kwargs: Any,
     ) -> None:
-        if feature_size != 1:
-            raise ValueError(f"feature_size must be 1 (the extractor takes raw mono waveforms), got {feature_size}")
-        if padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-        self.feature_size = int(feature_size)
-        self.sampling_rate = int(sampling_rate)
-        self.padding_value = float(padding_value)
-        self.return_attention_mask = bool(return_attention_mask)
-        self.do_normalize = bool(do_normalize)
-        self.padding_side = padding_side
+        settings = check_settings(dict(feature_size=feature_size, sampling_rate=sampling_rate,
+                                       padding_value=padding_value, return_attention_mask=return_attention_mask,
+                                       do_normalize=do_normalize, padding_side=padding_side))
+        self.feature_size = settings["feature_size"]
+        self.sampling_rate = settings["sampling_rate"]
+        self.padding_value = settings["padding_value"]
+        self.return_attention_mask = settings["return_attention_mask"]
+        self.do_normalize = settings["do_normalize"]
+        self.padding_side = settings["padding_side"]
         kwargs.pop("feature_extractor_type", None)  # always written back as HF_FEATURE_EXTRACTOR_TYPE
         kwargs.pop("processor_class", None)  # belongs to the processor, which writes it (as transformers does)
         # Unknown keys of a saved file (auto_map, ...) are kept and written back, never dropped.
@@ -322,14 +324,13 @@ class WavLMFeatureExtractor:
         if mask is None:
             if x.size == 0:
                 return x
-            return (x - x.mean()) / np.sqrt(x.var() + _NORM_EPS)
+            return _standardise(x)
         real = mask.astype(bool)
         out = np.full_like(x, self.padding_value)
         if real.any():
             # Padding is contiguous at one end, so the real samples are one slice (left or right padding).
             start, stop = int(np.argmax(real)), len(real) - int(np.argmax(real[::-1]))
-            seg = x[start:stop]
-            out[start:stop] = (seg - seg.mean()) / np.sqrt(seg.var() + _NORM_EPS)
+            out[start:stop] = _standardise(x[start:stop])
         return out
 
     def pad(
@@ -413,10 +414,7 @@ class WavLMFeatureExtractor:
     @classmethod
     def from_json_file(cls, json_file: str | os.PathLike) -> WavLMFeatureExtractor:
         """Build from a json file of settings (keys it does not know are kept and written back)."""
-        config = json.loads(Path(json_file).read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError(f"{json_file} must hold a JSON object of feature extractor settings, got "
-                             f"{type(config).__name__}")
+        config = _read_settings(Path(json_file))
         return cls(**config)
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False) -> list[str]:
@@ -479,21 +477,84 @@ def load_feature_extractor_config(pretrained_model_name_or_path: str | os.PathLi
     """
     source = Path(pretrained_model_name_or_path)
     if source.is_file():
-        config = json.loads(source.read_text(encoding="utf-8"))
-        return config.get("feature_extractor", config) if source.name == PROCESSOR_CONFIG_NAME else config
+        return _read_settings(source, nested=source.name == PROCESSOR_CONFIG_NAME)
     from wavlm.hub import resolve_files
 
     directory = resolve_files(str(pretrained_model_name_or_path), [CONFIG_NAME, PROCESSOR_CONFIG_NAME], **hub)
     # As in transformers: a processor_config.json with a nested entry wins over preprocessor_config.json.
     if (directory / PROCESSOR_CONFIG_NAME).is_file():
-        config = json.loads((directory / PROCESSOR_CONFIG_NAME).read_text(encoding="utf-8"))
-        for entry in ("feature_extractor", "audio_processor"):
-            if isinstance(config, dict) and entry in config:
-                return config[entry]
+        config = _read_settings(directory / PROCESSOR_CONFIG_NAME, nested=True, required=False)
+        if config is not None:
+            return config
     if (directory / CONFIG_NAME).is_file():
-        return json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+        return _read_settings(directory / CONFIG_NAME)
     raise OSError(f"no {CONFIG_NAME} (nor a {PROCESSOR_CONFIG_NAME} with a 'feature_extractor' entry) in "
                   f"{pretrained_model_name_or_path}")
+
+
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The feature extractor settings among `settings` (the others are left alone), type-checked and normalised;
+    ConfigError (a ValueError) naming the setting otherwise. `return_attention_mask`/`do_normalize` null take the
+    default, as in transformers."""
+    out = dict(settings)
+    for name in ("return_attention_mask", "do_normalize"):
+        if name in out:
+            value = out[name]
+            if value is None:
+                value = name == "do_normalize"
+            elif not isinstance(value, (bool, np.bool_)):
+                raise ConfigError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+            out[name] = bool(value)
+    for name, minimum in (("feature_size", 1), ("sampling_rate", 1)):
+        if name in out:
+            value = out[name]
+            integral = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
+                and value == int(value)
+            if not integral or value < minimum:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            out[name] = int(value)
+    if out.get("feature_size", 1) != 1:
+        raise ConfigError(f"feature_size must be 1 (the extractor takes raw mono waveforms), got {out['feature_size']}")
+    if "padding_value" in out:
+        value = out["padding_value"]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ConfigError(f"padding_value must be a finite number, got {value!r}")
+        out["padding_value"] = float(value)
+    if "padding_side" in out and out["padding_side"] not in ("right", "left"):
+        raise ConfigError(f"padding_side must be 'right' or 'left', got {out['padding_side']!r}")
+    return out
+
+
+def _read_settings(file: Path, nested: bool = False, required: bool = True) -> dict[str, Any] | None:
+    """The feature extractor settings in a json file (a processor_config.json's `feature_extractor` entry when
+    `nested`; None when it has none and not `required`), checked; ConfigError naming the file otherwise."""
+    config = read_json_object(file, "a feature extractor config")
+    if nested:
+        entry = next((config[k] for k in ("feature_extractor", "audio_processor") if k in config), None)
+        if entry is None and not required:
+            return None
+        config = config if entry is None else entry
+        if not isinstance(config, dict):
+            raise ConfigError(f"{file}: its feature_extractor entry must be a JSON object, found "
+                              f"{type(config).__name__}")
+    try:
+        check_settings(config)
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    return config
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    """(x - mean) / sqrt(var + 1e-7) as float32. Computed in float32 like transformers; where that overflows
+    (samples above about 1e17: the sum of squares exceeds float32's range and the result would be all zeros or
+    NaN), recomputed in float64, which holds the statistics of any float32 input."""
+    mean, var = x.mean(), x.var()
+    if np.isfinite(mean) and np.isfinite(var):
+        out = (x - mean) / np.sqrt(var + _NORM_EPS)
+        if np.isfinite(out).all():
+            return out
+    wide = x.astype(np.float64)
+    return ((wide - wide.mean()) / np.sqrt(wide.var() + _NORM_EPS)).astype(x.dtype)
 
 
 def _as_float32(x: np.ndarray, index: int) -> np.ndarray:
@@ -502,8 +563,13 @@ def _as_float32(x: np.ndarray, index: int) -> np.ndarray:
                          f"down first, e.g. with wavlm.load_audio)")
     if x.dtype.kind not in "fiub":
         raise ValueError(f"utterance {index} has dtype {x.dtype}; expected float or integer samples")
-    x = x.astype(np.float32, copy=False)
+    wide = x
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
+        if wide.dtype.kind == "f" and np.isfinite(wide).all():
+            raise ValueError(f"utterance {index} has samples up to |x| = {np.abs(wide).max():.3g}, beyond the range "
+                             f"of float32 (3.4e38) that the model computes in; expected samples in [-1, 1]")
         raise ValueError(f"utterance {index} contains NaN or infinite samples")
     return x
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from wavlm.features import CONFIG_NAME, FIELDS, BatchFeature, WavLMFeatureExtractor, load_feature_extractor_config
 from wavlm.hub import hub_options
-from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, WavLMCTCTokenizer, labels_with_ignore_index
+from wavlm.tokenizer import TOKENIZER_CONFIG_NAME, WavLMCTCTokenizer, check_vocab_matches, labels_with_ignore_index
 
 HF_PROCESSOR_CLASS = "Wav2Vec2Processor"
 # Keyword arguments of __call__ that reach the feature extractor / the tokenizer (transformers' audio_kwargs and
@@ -205,6 +205,7 @@ class WavLMProcessor:
         tok_kwargs = {k: v for k, v in kwargs.items() if k not in fe_keys or k in _SHARED_SETTINGS}
         feature_extractor = WavLMFeatureExtractor.from_dict(fe_config, **fe_kwargs)
         tokenizer = WavLMCTCTokenizer.from_pretrained(pretrained_model_name_or_path, **hub, **tok_kwargs)
+        _check_against_model(pretrained_model_name_or_path, tokenizer, hub)
         return cls(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
     def __repr__(self) -> str:
@@ -212,6 +213,22 @@ class WavLMProcessor:
 
 
 Wav2Vec2Processor = WavLMProcessor
+
+
+def _check_against_model(source: str | os.PathLike, tokenizer: WavLMCTCTokenizer, hub: dict[str, Any]) -> None:
+    """When the processor's directory also holds a CTC model (config.json naming a ...ForCTC class), its tokenizer
+    must cover the model's outputs (`check_vocab_matches`). A config.json that does not load is left to the model
+    loader to report: the processor does not need it."""
+    from wavlm.config import ConfigError, WavLMConfig
+    from wavlm.hub import resolve_files
+
+    try:
+        file = Path(resolve_files(source, ["config.json"], **hub)) / "config.json"
+        config = WavLMConfig.from_json_file(file) if file.is_file() else None
+    except (OSError, ConfigError):
+        return
+    if config is not None and any(str(a).endswith("ForCTC") for a in config.architectures or []):
+        check_vocab_matches(config, tokenizer, f"the tokenizer in {source}")
 
 
 def _replace_padding(encodings: BatchFeature, value: int) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from wavlm.config import ConfigError, read_json_object
 from wavlm.features import BatchFeature, _is_torch, _padding_strategy
 from wavlm.hub import hub_options
 from wavlm.outputs import ModelOutput
@@ -39,6 +40,66 @@ _ID_FIELDS = {"input_ids", "attention_mask", "token_type_ids", "special_tokens_m
 _DERIVED_KEYS = {"added_tokens_decoder", "backend", "tokenizer_class", "name_or_path", "special_tokens_map_file",
                  "tokenizer_file", "vocab_file", "additional_special_tokens", "extra_special_tokens",
                  "model_specific_special_tokens", "is_local", "local_files_only", "files_loaded"}
+
+
+def check_vocab(vocab: Any, source: str) -> dict[str, Any]:
+    """`vocab` as vocab.json must hold it: {token: id} with distinct non-negative integer ids, or {language:
+    {token: id}}; ConfigError naming `source` (the file) and the problem otherwise."""
+    if not isinstance(vocab, Mapping):
+        raise ConfigError(f"{source} must hold a JSON object {{token: id}} (or {{language: {{token: id}}}}), found "
+                          f"{type(vocab).__name__}")
+    if not vocab:
+        raise ConfigError(f"{source} holds no tokens")
+    nested = [isinstance(v, Mapping) for v in vocab.values()]
+    if any(nested) and not all(nested):
+        flat = next(k for k, v in vocab.items() if not isinstance(v, Mapping))
+        lang = next(k for k, v in vocab.items() if isinstance(v, Mapping))
+        raise ConfigError(f"{source} mixes a flat vocabulary ({flat!r}: id) and languages ({lang!r}: {{...}}); "
+                          "it must be one or the other")
+    for lang, table in (vocab.items() if all(nested) else [(None, vocab)]):
+        where = source if lang is None else f"{source}, language {lang!r},"
+        if lang is not None and not table:
+            raise ConfigError(f"{where} holds no tokens")
+        seen: dict[int, str] = {}
+        for token, idx in table.items():
+            if not isinstance(token, str):
+                raise ConfigError(f"{where} has the token {token!r}: tokens must be strings")
+            if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+                raise ConfigError(f"{where} gives the token {token!r} the id {idx!r} ({type(idx).__name__}); ids "
+                                  "must be integers")
+            if idx < 0:
+                raise ConfigError(f"{where} gives the token {token!r} the negative id {idx}")
+            if int(idx) in seen:
+                raise ConfigError(f"{where} gives the id {idx} to both {seen[int(idx)]!r} and {token!r}; each id "
+                                  "must decode to one token")
+            seen[int(idx)] = token
+    return dict(vocab)
+
+
+class VocabularyMismatchError(ConfigError):
+    """A tokenizer's vocabulary does not fit the model it is paired with (a ConfigError, so a ValueError)."""
+
+
+def check_vocab_matches(model_config: Any, tokenizer: WavLMCTCTokenizer, source: str = "the tokenizer") -> None:
+    """Raise VocabularyMismatchError when `tokenizer` cannot decode every output of a CTC model with
+    `model_config` (a WavLMConfig or anything with `vocab_size`/`pad_token_id`): its vocabulary (vocab.json plus
+    added tokens) must cover ids 0..vocab_size-1, and its pad token (the CTC blank) must be the model's
+    pad_token_id. Without this, ids the tokenizer lacks decode as '<unk>' or are dropped without a word."""
+    vocab_size = model_config.vocab_size
+    decodable = set(tokenizer.decoder) | set(tokenizer.added_tokens_decoder)
+    missing = [i for i in range(vocab_size) if i not in decodable]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:10]) + (f", ... ({len(missing) - 10} more)" if len(missing) > 10
+                                                           else "")
+        raise VocabularyMismatchError(
+            f"{source} has no token for {len(missing)} of the model's {vocab_size} output ids ({shown}); the "
+            f"model (vocab_size={vocab_size}) was trained with another vocabulary: use the vocab.json it was "
+            "trained with")
+    pad = getattr(model_config, "pad_token_id", None)
+    if pad is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != pad:
+        raise VocabularyMismatchError(
+            f"{source}'s pad token {tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, but the model's CTC "
+            f"blank (pad_token_id) is {pad}: decoding would drop the wrong token")
 
 
 @dataclass
@@ -218,12 +279,15 @@ class WavLMCTCTokenizer:
             if side not in ("right", "left"):
                 raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
         if vocab is None:
-            vocab = json.loads(Path(vocab_file).read_text(encoding="utf-8"))
+            vocab = check_vocab(read_json_object(Path(vocab_file), "a vocabulary"), str(vocab_file))
+        else:
+            vocab = check_vocab(vocab, "vocab")
         self.vocab: dict[str, Any] = dict(vocab)
         self.replace_word_delimiter_char = replace_word_delimiter_char
         self.do_lower_case = bool(do_lower_case)
         self.padding_side, self.truncation_side = padding_side, truncation_side
-        self.model_max_length = NO_MAX_LENGTH if model_max_length is None else int(model_max_length)
+        unlimited = model_max_length is None or model_max_length == float("inf")
+        self.model_max_length = NO_MAX_LENGTH if unlimited else int(model_max_length)
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.split_special_tokens = bool(split_special_tokens)
         self.name_or_path = str(name_or_path)
@@ -982,9 +1046,20 @@ class WavLMCTCTokenizer:
 
         def read(name: str) -> dict[str, Any]:
             file = directory / name
-            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+            return read_json_object(file, "a tokenizer") if file.is_file() else {}
 
+        try:
+            return cls._from_files(directory, read, pretrained_model_name_or_path, kwargs)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:  # a value the tokenizer refuses
+            raise ConfigError(f"the tokenizer files in {directory} hold a value the tokenizer cannot use: {e}") from e
+
+    @classmethod
+    def _from_files(cls, directory: Path, read: Any, pretrained_model_name_or_path: str | os.PathLike,
+                    kwargs: dict[str, Any]) -> WavLMCTCTokenizer:
         config = read(TOKENIZER_CONFIG_NAME)
+        _check_tokenizer_config(config, directory / TOKENIZER_CONFIG_NAME)
         named = config.pop("model_specific_special_tokens", None) or {}
         if isinstance(config.get("extra_special_tokens"), Mapping):  # transformers 4.5x: named extra tokens
             named = {**config.pop("extra_special_tokens"), **named}
@@ -997,6 +1072,12 @@ class WavLMCTCTokenizer:
         if "added_tokens_decoder" in config:  # transformers >= 4.34 writes everything here
             decoder = {int(i): t for i, t in config.pop("added_tokens_decoder").items()}
         else:  # older directories: special_tokens_map.json and added_tokens.json
+            added = read(ADDED_TOKENS_NAME)
+            bad = next(((t, i) for t, i in added.items() if isinstance(i, bool) or not isinstance(i, int) or i < 0),
+                       None)
+            if bad:
+                raise ConfigError(f"{directory / ADDED_TOKENS_NAME} gives the token {bad[0]!r} the id {bad[1]!r}; "
+                                  "ids must be non-negative integers")
             for key, value in read(SPECIAL_TOKENS_MAP_NAME).items():
                 if key in ("additional_special_tokens", "extra_special_tokens"):
                     extra += [t for t in value or [] if t not in extra]
@@ -1004,8 +1085,7 @@ class WavLMCTCTokenizer:
                     config[key] = value
             specials = {_token_content(config.get(k)) for k in SPECIAL_TOKEN_NAMES if config.get(k)}
             specials |= {_token_content(t) for t in extra}
-            decoder = {int(i): AddedToken(str(t), special=t in specials)
-                       for t, i in read(ADDED_TOKENS_NAME).items()}
+            decoder = {int(i): AddedToken(str(t), special=t in specials) for t, i in added.items()}
         if extra and "extra_special_tokens" not in kwargs and "additional_special_tokens" not in kwargs:
             config["extra_special_tokens"] = extra
         config = {k: v for k, v in config.items() if k not in _DERIVED_KEYS or k == "extra_special_tokens"}
@@ -1020,6 +1100,41 @@ class WavLMCTCTokenizer:
 
 
 Wav2Vec2CTCTokenizer = WavLMCTCTokenizer
+
+
+# tokenizer_config.json settings and the types they must have (the others are checked where they are used)
+_BOOL_SETTINGS = ("do_lower_case", "clean_up_tokenization_spaces", "split_special_tokens")
+_TOKEN_SETTINGS = (*SPECIAL_TOKEN_NAMES, "replace_word_delimiter_char")
+
+
+def _check_tokenizer_config(config: dict[str, Any], file: Path) -> None:
+    """The settings of tokenizer_config.json that would be misread silently, or fail without naming the file."""
+    for name in _BOOL_SETTINGS:
+        if name in config and not isinstance(config[name], bool):
+            raise ConfigError(f"{file}: {name} must be true or false, got {config[name]!r}")
+    for name in _TOKEN_SETTINGS:
+        value = config.get(name)
+        if value is not None and not isinstance(value, (str, Mapping)):
+            raise ConfigError(f"{file}: {name} must be a token (a string), got {value!r}")
+    limit = config.get("model_max_length")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0
+                              or limit != limit):
+        raise ConfigError(f"{file}: model_max_length must be a non-negative number, got {limit!r}")
+    decoder = config.get("added_tokens_decoder")
+    if decoder is not None:
+        if not isinstance(decoder, Mapping):
+            raise ConfigError(f"{file}: added_tokens_decoder must map ids to tokens, got {type(decoder).__name__}")
+        for idx, token in decoder.items():
+            if not str(idx).isdigit():
+                raise ConfigError(f"{file}: added_tokens_decoder has the key {idx!r}; keys must be token ids")
+            if not isinstance(token, (str, Mapping)) or (isinstance(token, Mapping)
+                                                         and not isinstance(token.get("content"), str)):
+                raise ConfigError(f"{file}: added_tokens_decoder[{idx!r}] must be a token with a string 'content', "
+                                  f"got {token!r}")
+    for name in ("extra_special_tokens", "additional_special_tokens"):
+        value = config.get(name)
+        if value is not None and not isinstance(value, (list, Mapping)):
+            raise ConfigError(f"{file}: {name} must be a list of tokens, got {value!r}")
 
 
 def _int_batch(data: dict[str, Any], tensor_type: str | None) -> BatchFeature:
