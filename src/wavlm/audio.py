@@ -40,8 +40,9 @@ def load_audio(
         AudioLoadError: missing, empty (no samples), truncated or undecodable input.
         ValueError: `channel` out of range, or a non-positive `sampling_rate`.
     """
-    if sampling_rate is not None and sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive number of Hz or None, got {sampling_rate}")
+    if sampling_rate is not None and (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float))
+                                      or not 0 < sampling_rate < float("inf")):
+        raise ValueError(f"sampling_rate must be a positive number of Hz or None, got {sampling_rate!r}")
     name, data = _read_source(source)
     if not data:
         raise AudioLoadError(f"{name}: the file is empty (0 bytes)")

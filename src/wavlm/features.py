@@ -149,6 +149,15 @@ def _padding_strategy(padding: bool | str) -> str:
     raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
 
 
+def check_lengths(max_length: Any, pad_to_multiple_of: Any) -> None:
+    """`max_length` (>= 0) and `pad_to_multiple_of` (>= 1) are integers or None; ValueError naming them (a negative
+    max_length would cut samples off the end, a zero multiple divide by zero)."""
+    for name, value, least in (("max_length", max_length, 0), ("pad_to_multiple_of", pad_to_multiple_of, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least):
+            what = "a non-negative" if least == 0 else "a positive"
+            raise ValueError(f"{name} must be {what} integer or None, got {value!r}")
+
+
 def pad_sequences(
     sequences: Sequence[np.ndarray],
     padding: bool | str = True,
@@ -165,6 +174,7 @@ def pad_sequences(
     to `pad_to_multiple_of`. A sequence longer than the target without `truncation` is left as is.
     """
     strategy = _padding_strategy(padding)
+    check_lengths(max_length, pad_to_multiple_of)
     if strategy == "max_length" and max_length is None:
         raise ValueError("padding='max_length' needs max_length")
     if truncation and max_length is None:
@@ -289,7 +299,7 @@ class WavLMFeatureExtractor:
                               f"{self.sampling_rate} so that audio at a wrong rate is caught", UserWarning,
                               stacklevel=2)
                 self._warned_no_rate = True
-        elif int(sampling_rate) != self.sampling_rate:
+        elif not _same_rate(sampling_rate, self.sampling_rate):
             raise ValueError(f"audio sampled at {sampling_rate} Hz, but this feature extractor expects "
                              f"{self.sampling_rate} Hz: resample first, e.g. wavlm.load_audio(path, "
                              f"sampling_rate={self.sampling_rate}) or soxr.resample(x, {sampling_rate}, "
@@ -542,6 +552,13 @@ def _read_settings(file: Path, nested: bool = False, required: bool = True) -> d
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
     return config
+
+
+def _same_rate(given: Any, expected: int) -> bool:
+    """True when `given` is the rate `expected` (an int or an integral float); ValueError when it is no rate."""
+    if isinstance(given, bool) or not isinstance(given, numbers.Real) or not math.isfinite(given) or given <= 0:
+        raise ValueError(f"sampling_rate must be a positive number of Hz, got {given!r}")
+    return given == expected
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -770,6 +770,10 @@ class WavLMModel(WavLMPreTrainedModel):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
         check_inputs(config, input_values, attention_mask)
+        if attention_block_size is not None and (isinstance(attention_block_size, bool) or
+                                                 not isinstance(attention_block_size, int) or attention_block_size < 0):
+            raise ValueError(f"attention_block_size must be None (automatic), 0 (full attention) or a positive "
+                             f"number of query rows, got {attention_block_size!r}")
 
         sample_lengths = attention_mask.sum(-1) if attention_mask is not None else None
         use_lengths = config.mask_padding_in_group_norm and sample_lengths is not None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wavlm.config import ConfigError, read_json_object
-from wavlm.features import BatchFeature, _is_torch, _padding_strategy
+from wavlm.features import BatchFeature, _is_torch, _padding_strategy, check_lengths
 from wavlm.hub import hub_options
 from wavlm.outputs import ModelOutput
 
@@ -174,11 +174,29 @@ Wav2Vec2CTCTokenizerOutput = CTCDecoderOutput
 
 
 def _ids_list(token_ids: Any) -> list[int]:
+    """One sequence of token ids as ints; a TypeError that says what was given instead (logits, a batch)."""
+    shape = getattr(token_ids, "shape", None)
     if hasattr(token_ids, "tolist"):  # numpy arrays and torch tensors
+        kind = str(getattr(token_ids, "dtype", ""))
+        if "float" in kind or "complex" in kind:
+            raise TypeError(f"token ids must be integers, got a {kind.replace('torch.', '')} array of shape "
+                            f"{tuple(shape)}; for logits decode logits.argmax(-1)")
         token_ids = token_ids.tolist()
-    if isinstance(token_ids, int):
-        return [token_ids]
-    return [int(i) for i in token_ids]
+    if isinstance(token_ids, (int, np.integer)) and not isinstance(token_ids, bool):
+        return [int(token_ids)]
+    if not isinstance(token_ids, (list, tuple)):
+        raise TypeError(f"token ids must be an int, a list of ints, or a 1-D array/tensor, got "
+                        f"{type(token_ids).__name__}")
+    ids = []
+    for i in token_ids:
+        if isinstance(i, (list, tuple)):
+            where = f" of shape {tuple(shape)}" if shape is not None else ""
+            raise TypeError(f"decode takes one sequence of token ids, got a nested one{where}; use batch_decode for "
+                            "a batch (and logits.argmax(-1) for logits)")
+        if isinstance(i, float) and not i.is_integer() or not isinstance(i, (int, float, np.integer)):
+            raise TypeError(f"token ids must be integers, got {i!r}")
+        ids.append(int(i))
+    return ids
 
 
 def _special(name: str) -> property:
@@ -590,6 +608,7 @@ class WavLMCTCTokenizer:
 
     def _strategies(self, padding: Any, truncation: Any, max_length: int | None, pad_to_multiple_of: int | None,
                     verbose: bool = True) -> tuple[str, str, int | None]:
+        check_lengths(max_length, pad_to_multiple_of)
         if max_length is not None and padding is False and truncation is None:
             truncation = True  # max_length alone truncates, as in transformers
         strategy = _padding_strategy(padding)
@@ -969,6 +988,10 @@ class WavLMCTCTokenizer:
     ) -> list[str] | CTCDecoderOutput:
         """`decode` over a batch ((B, L) array/tensor or list of id lists); offsets come as lists per item."""
         if hasattr(sequences, "tolist"):
+            if getattr(sequences, "ndim", 2) != 2:
+                raise TypeError(f"batch_decode takes a (batch, length) array of token ids, got shape "
+                                f"{tuple(sequences.shape)}; for logits decode logits.argmax(-1)")
+            _ids_list(sequences.reshape(-1)[:1])  # float arrays (logits) are named before the rows are split
             sequences = sequences.tolist()
         outputs = [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces, output_char_offsets,
                                output_word_offsets, group_tokens, spaces_between_special_tokens) for s in sequences]

@@ -316,3 +316,51 @@ def test_fuzz_seeds_load():
     for data in SEEDS:  # the unmutated seeds are valid files, so the fuzz starts from the decoders' paths
         wav, _ = load_audio(data)
         assert np.isfinite(wav).all()
+
+
+# ------------------------------------------------------------------------- more of the same: front-end values
+def test_decoding_logits_or_a_batch_with_decode_is_named():
+    import torch
+
+    tokenizer = WavLMCTCTokenizer(vocab=make_vocab())
+    logits = torch.randn(2, 10, 32)
+    with pytest.raises(TypeError, match=r"got shape \(2, 10, 32\); for logits decode logits.argmax\(-1\)"):
+        tokenizer.batch_decode(logits)
+    with pytest.raises(TypeError, match=r"token ids must be integers, got a float32 array of shape \(10, 32\)"):
+        tokenizer.decode(logits[0])
+    with pytest.raises(TypeError, match="token ids must be integers"):
+        tokenizer.batch_decode(logits[..., 0])
+    with pytest.raises(TypeError, match="use batch_decode for a batch"):
+        tokenizer.decode(logits.argmax(-1))
+    with pytest.raises(TypeError, match=r"token ids must be integers, got 5.5"):
+        tokenizer.decode([5, 5.5])
+    assert tokenizer.batch_decode(logits.argmax(-1)) == [tokenizer.decode(r) for r in logits.argmax(-1)]
+    assert tokenizer.decode([7.0, 23]) == tokenizer.decode([7, 23])  # integral floats are ids, as before
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"padding": "max_length", "max_length": -5}, "max_length must be a non-negative integer or None, got -5"),
+    ({"truncation": True, "max_length": -5}, "max_length must be a non-negative integer"),
+    ({"padding": True, "pad_to_multiple_of": 0}, "pad_to_multiple_of must be a positive integer or None, got 0"),
+    ({"padding": True, "max_length": 2.5}, "max_length must be"),
+])
+def test_lengths_that_would_cut_or_divide_by_zero_are_refused(kwargs, words):
+    """A negative max_length with truncation cut samples off the end without a word."""
+    with pytest.raises(ValueError, match=words):
+        WavLMFeatureExtractor()([SPEECH[:1000], SPEECH[:10]], sampling_rate=16000, **kwargs)
+    with pytest.raises(ValueError, match=words):
+        WavLMCTCTokenizer(vocab=make_vocab())(["ABC", "A"], **kwargs)
+
+
+@pytest.mark.parametrize("rate", ["abc", 16000.5, 0, float("nan")])
+def test_sampling_rates_that_are_no_rate_or_off_by_a_fraction_are_refused(rate):
+    """16000.5 passed as 16000 (int() truncated it); 'abc' gave "invalid literal for int()"."""
+    with pytest.raises(ValueError, match="sampling_rate"):
+        WavLMFeatureExtractor()(SPEECH, sampling_rate=rate)
+    assert WavLMFeatureExtractor()(SPEECH, sampling_rate=16000.0).input_values[0].shape == (16000,)
+
+
+@pytest.mark.parametrize("rate", ["16k", True, float("inf")])
+def test_load_audio_rate_must_be_a_number(rate):
+    with pytest.raises(ValueError, match="sampling_rate must be a positive number of Hz or None"):
+        load_audio(_wav_bytes(SPEECH, 16000, "PCM_16"), sampling_rate=rate)

@@ -305,3 +305,10 @@ def test_integer_weights_are_named_as_a_dtype_problem(tmp_path):
     message = str(info.value)
     assert len(message) < 3000, len(message)  # 16 KB of torch's per-key errors before
     assert f"holds {len(state)} weight(s) of non-floating-point dtype int32" in message
+
+
+@pytest.mark.parametrize("size", [-1, 2.5, True])
+def test_attention_block_size_that_is_no_size_is_refused(size):
+    """-1 returned NaN hidden states (caught since by the output check, but the cause is the argument)."""
+    with pytest.raises(ValueError, match="attention_block_size must be None"):
+        tiny()(torch.randn(1, 6000), attention_block_size=size)
