@@ -588,16 +588,23 @@ def _checked(name: str, kind: str, value: Any) -> Any:
     raise ConfigError(f"{name} must be {expected}{' or null' if optional else ''}, got {_show(value)}")
 
 
+def _class_id(value: Any) -> int | None:
+    """A class id given as an int or as its decimal string (JSON object keys are strings), else None."""
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 def _id2label(mapping: Any) -> dict[int, str]:
     """{id: name} with integer ids (JSON writes them as strings) and string names."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"id2label must be a mapping of class ids to names, got {_show(mapping)}")
     out = {}
     for key, name in mapping.items():
-        try:
-            idx = int(key) if not isinstance(key, bool) and isinstance(key, (str, numbers.Integral)) else None
-        except ValueError:
-            idx = None
+        idx = _class_id(key)
         if idx is None:
             raise ConfigError(f"id2label keys must be class ids 0, 1, ..., got the key {_show(key)}")
         if isinstance(name, (dict, list, tuple)) or name is None:
@@ -614,10 +621,7 @@ def _label2id(mapping: Any) -> dict[str, int]:
         raise ConfigError(f"label2id must be a mapping of label names to class ids, got {_show(mapping)}")
     out = {}
     for name, idx in mapping.items():
-        try:
-            value = int(idx) if not isinstance(idx, bool) and isinstance(idx, (str, numbers.Integral)) else None
-        except ValueError:
-            value = None
+        value = _class_id(idx)
         if value is None:
             raise ConfigError(f"label2id[{str(name)!r}] must be a class id, got {_show(idx)}")
         out[str(name)] = value
