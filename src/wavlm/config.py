@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -362,7 +363,7 @@ class WavLMConfig:
         """A config from a dict as `to_dict` or config.json holds it; keyword arguments override values as in
         `from_pretrained` (`return_unused_kwargs=True` returns the keywords that are not config values)."""
         return_unused = kwargs.pop("return_unused_kwargs", False)
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             raise ConfigError(f"a config must be a mapping of field names to values, got {_show(data)}")
         data = dict(data)
         model_type = data.get("model_type")
