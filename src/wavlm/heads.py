@@ -151,9 +151,10 @@ class WavLMForSequenceClassification(_HeadModel):
         if mask is None:
             pooled = hidden.mean(dim=1)
         else:
-            # summed in float32: over a few thousand frames a float16 sum overflows
+            # summed in float32 at least: over a few thousand frames a float16 sum overflows
             hidden = hidden.masked_fill(~mask[..., None], 0.0)
-            pooled = (hidden.sum(dim=1, dtype=torch.float32) / mask.sum(dim=1, keepdim=True)).to(hidden.dtype)
+            wide = torch.promote_types(hidden.dtype, torch.float32)
+            pooled = (hidden.sum(dim=1, dtype=wide) / mask.sum(dim=1, keepdim=True).to(wide)).to(hidden.dtype)
         logits = self.classifier(pooled)
         loss = None if labels is None else self.classification_loss(logits, labels)
         return _finish(SequenceClassifierOutput, return_dict, self.config, loss=loss, logits=logits,
