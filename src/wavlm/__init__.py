@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     "WavLMConfig": "config",
+    "ConfigError": "config",
     "WavLMPreTrainedModel": "model",
     "WavLMModel": "model",
     "WavLMForCTC": "heads",

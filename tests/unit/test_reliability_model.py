@@ -68,13 +68,13 @@ def test_float16_chunked_conv_statistics_match_float32():
 
 
 def test_float16_sequence_pooling_does_not_overflow():
-    """Masked mean pooling summed in float16 overflows past 65504: 200 frames of values near 400 did."""
+    """Masked mean pooling summed in float16 overflows past 65504: 99 frames of values near 1000 did."""
     model = tiny("WavLMForSequenceClassification")
     with torch.no_grad():
-        model.projector.bias.fill_(400.0)
-    wav = torch.randn(2, 16000 * 4, generator=torch.Generator().manual_seed(3)) * 0.1
+        model.projector.bias.fill_(1000.0)
+    wav = torch.randn(2, 16000 * 2, generator=torch.Generator().manual_seed(3)) * 0.1
     mask = torch.ones_like(wav, dtype=torch.long)
-    mask[1, 16000 * 3:] = 0
+    mask[1, 16000:] = 0
     with torch.no_grad():
         reference = model(wav, mask).logits
         half = model.half()(wav.half(), mask).logits.float()
@@ -108,15 +108,14 @@ def test_mask_values_other_than_0_and_1_are_refused(value):
         tiny()(torch.randn(2, 6000), attention_mask=mask)
 
 
-@pytest.mark.parametrize("dtype", [torch.bool, torch.int32, torch.long, torch.float32])
-def test_right_padded_masks_of_any_dtype_give_the_same_output(dtype):
+def test_right_padded_masks_of_any_dtype_give_the_same_output():
     model, wav = tiny(), torch.randn(2, 6000, generator=torch.Generator().manual_seed(4))
     mask = torch.ones(2, 6000, dtype=torch.long)
     mask[1, 4000:] = 0
     with torch.no_grad():
         reference = model(wav, mask).last_hidden_state
-        out = model(wav, mask.to(dtype)).last_hidden_state
-    torch.testing.assert_close(out, reference, rtol=0, atol=0)
+        for dtype in (torch.bool, torch.int32, torch.float32):
+            torch.testing.assert_close(model(wav, mask.to(dtype)).last_hidden_state, reference, rtol=0, atol=0)
 
 
 # -------------------------------------------------------------------------------- item 8: short x-vector rows
