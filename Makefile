@@ -14,11 +14,12 @@ system:
 	@scripts/system_packages.sh $(PYTHON)
 
 # torch is pinned to the local CPU build on every pip line; an unpinned torch would pull the CUDA wheels.
+# kenlm (built from source, about a minute) is the oracle of the ARPA scorer in tests/unit/test_ctc_decode.py.
 $(STAMP): pyproject.toml Makefile | system
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,train]' torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,train]' kenlm torch==2.13.0
 	touch $(STAMP)
 
 test: system $(STAMP)
