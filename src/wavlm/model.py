@@ -67,13 +67,8 @@ class ConvLayer(nn.Module):
         y = self.conv(x)
         if self.norm_kind == "layer":
             y = self.layer_norm(y.transpose(1, 2)).transpose(1, 2)
-        elif self.norm_kind == "group" and stats is not None:
-            norm, dtype = self.layer_norm, y.dtype
-            mean, var = stats
-            y = (y.to(mean.dtype) - mean) * torch.rsqrt(var + norm.eps)
-            y = (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
         elif self.norm_kind == "group":
-            y = self.layer_norm(y) if valid is None else masked_group_norm(y, valid, self.layer_norm)
+            y = group_norm(y, self.layer_norm, valid, stats)
         return self.activation(y)
 
 
@@ -83,16 +78,29 @@ def statistics_dtype(weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(weight.dtype, torch.float32)
 
 
-def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group), computed in
-    float32 (or float64 for a float64 model) whatever the model's dtype; the result has x's dtype."""
+def group_norm(x: torch.Tensor, norm: nn.GroupNorm, valid: torch.Tensor | None = None,
+               stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """GroupNorm with one channel per group over x (B, C, T): statistics over the real frames `valid` (B, 1, T) only,
+    or given as `stats` (mean, var), computed in float32 (or float64 for a float64 model) whatever the model's
+    dtype; the result has x's dtype. (Written out rather than nn.GroupNorm: torch 2.13's inductor miscompiles
+    GroupNorm(C, C) + GELU into a kernel that corrupts the heap.)"""
     dtype, x = x.dtype, x.to(statistics_dtype(norm.weight))
-    valid = valid.to(x.dtype)
-    count = valid.sum(-1, keepdim=True).clamp(min=1)
-    mean = (x * valid).sum(-1, keepdim=True) / count
-    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+    if stats is not None:
+        mean, var = stats
+    elif valid is None:
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+    else:
+        valid = valid.to(x.dtype)
+        count = valid.sum(-1, keepdim=True).clamp(min=1)
+        mean = (x * valid).sum(-1, keepdim=True) / count
+        var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
     y = (x - mean) * torch.rsqrt(var + norm.eps)
     return (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
+
+
+def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """group_norm over the real frames `valid` (B, 1, T) only."""
+    return group_norm(x, norm, valid)
 
 
 class ConvFeatureEncoder(nn.Module):
