@@ -82,8 +82,10 @@ def group_norm(x: torch.Tensor, norm: nn.GroupNorm, valid: torch.Tensor | None =
                stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """GroupNorm with one channel per group over x (B, C, T): statistics over the real frames `valid` (B, 1, T) only,
     or given as `stats` (mean, var), computed in float32 (or float64 for a float64 model) whatever the model's
-    dtype; the result has x's dtype. (Written out rather than nn.GroupNorm: torch 2.13's inductor miscompiles
-    GroupNorm(C, C) + GELU into a kernel that corrupts the heap.)"""
+    dtype; the result has x's dtype. Compiled, it is written out rather than nn.GroupNorm: torch 2.13's inductor
+    miscompiles GroupNorm(C, C) + GELU into a kernel that corrupts the heap."""
+    if valid is None and stats is None and not torch.compiler.is_compiling():
+        return norm(x)  # parity: transformers' nn.GroupNorm, the same values and gradients
     dtype, x = x.dtype, x.to(statistics_dtype(norm.weight))
     if stats is not None:
         mean, var = stats
