@@ -106,7 +106,7 @@ def join_process_group(dist: DistInfo) -> bool:
                                      timeout=datetime.timedelta(seconds=timeout))
         except Exception as e:  # noqa: BLE001 - a rendezvous that fails or times out
             where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT', '?')}"
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            reason = str(e).strip().splitlines()[0][:300].rstrip(".") if str(e).strip() else type(e).__name__
             raise LaunchError(f"rank {dist.rank} of {dist.world_size}: the ranks did not all meet at {where} "
                               f"within {timeout:g} s (WAVLM_PEER_TIMEOUT): {reason}. Start every rank (torchrun "
                               "does), or unset RANK and WORLD_SIZE to run one process") from None

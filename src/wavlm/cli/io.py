@@ -207,7 +207,7 @@ def keep_partial(path: Path | None, content: str | bytes, name: str) -> Path | N
     temporary folder. Returns where it went (None when nowhere could take it)."""
     suffix = path.suffix if path is not None and path.suffix else f".{name}"
     candidates = [path.with_name(f"{path.stem}.partial{suffix}")] if path is not None else []
-    candidates.append(Path(tempfile.gettempdir()) / f"wavlm-{os.getpid()}-{name}.partial{suffix}")
+    candidates.append(Path(tempfile.gettempdir()) / f"wavlm-{os.getpid()}.partial{suffix}")
     for target in candidates:
         try:
             return atomic_write(target, content)
