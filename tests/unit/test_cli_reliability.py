@@ -170,3 +170,228 @@ def test_info_and_convert_report_bad_checkpoints_as_embed_does(models, wavs, tmp
             assert code == 2 and err.startswith(f"wavlm {command[0]}: error: "), (name, command, err)
             assert "PWNED" not in err and not (tmp_path / "out").exists() and not (tmp_path / "out.pt").exists()
             assert reason in err, (name, command, reason, err)
+
+
+# ------------------------------------------------------------------------------------------ items 3, 13: --resume
+def test_resume_keeps_records_of_inputs_not_given_and_refuses_other_options(models, wavs, tmp_path, capsys):
+    run = tmp_path / "run.jsonl"
+    assert main("embed", "-m", models["WavLMModel"], wavs[0], wavs[1], "-o", run, "-q")[0] == 0
+    assert main("embed", "-m", models["WavLMModel"], wavs[2], "-o", run, "-q", "--resume")[0] == 0
+    assert [json.loads(line)["id"] for line in run.read_text().splitlines()] == ["utt0", "utt1", "utt2"]
+    capsys.readouterr()
+    before = run.read_bytes()
+    for extra, named in ((["--layers", "1"], "--layers"), (["--pool", "none"], "--pool"),
+                         (["--dtype", "bfloat16"], "--dtype"), (["-m", models["WavLMForCTC"]], "--model")):
+        args = ["embed", "-m", models["WavLMModel"], wavs[2], "-o", run, "-q", "--resume", *extra]
+        code, err = main(*args, capsys=capsys)
+        assert code == 2 and "other options" in err and named in err, (extra, err)
+        assert run.read_bytes() == before
+
+
+@pytest.mark.parametrize("command,name,content,reason", [
+    ("embed", "run.jsonl", "{bad\n", "invalid JSON"),
+    ("embed", "run.jsonl", '{"x": 1}\n', 'no "id"'),
+    ("embed", "run.npz", "not an npz", "not an .npz archive"),
+    ("classify", "run.txt", "utt0\thappy:x\n", "is not label:score"),
+    ("transcribe", "run.txt", "utt0 no tab\n", "separated by one tab"),
+])
+def test_resume_on_a_corrupt_or_foreign_run_file_says_what_is_wrong(models, wavs, tmp_path, capsys, command, name,
+                                                                    content, reason):
+    model = {"embed": "WavLMModel", "classify": "WavLMForSequenceClassification", "transcribe": "WavLMForCTC"}
+    run = tmp_path / name
+    run.write_text(content)
+    code, err = main(command, "-m", models[model[command]], wavs[0], "-o", run, "--resume", "-q", capsys=capsys)
+    assert code == 2 and str(run) in err and reason in err and run.read_text() == content
+
+
+def test_txt_run_files_refuse_ids_with_a_tab_before_the_model_runs(models, wavs, tmp_path, capsys, monkeypatch):
+    import wavlm.cli.loader as loader
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio": str(wavs[0]), "id": "a\tb"}) + "\n")
+    monkeypatch.setattr(loader, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, err = main("classify", "-m", models["WavLMForSequenceClassification"], manifest, "-o", tmp_path / "r.txt",
+                     capsys=capsys)
+    assert code == 2 and "tab" in err
+
+
+# ------------------------------------------------------------------------------------------ item 10: output names
+def test_ids_that_are_no_paths_get_safe_unique_names_inside_the_folder(models, tmp_path, capsys):
+    wav = _wav(tmp_path / "wav" / "utt1.wav")
+    _wav(tmp_path / "wav" / "back\\slash.wav")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    rows = [{"audio": "../wav/utt1.wav"}, {"audio": "../wav/utt1.wav", "id": "/abs/id"},
+            {"audio": str(wav), "id": "dir/"}, {"audio": str(wav), "id": "../../x"},
+            {"audio": "../wav/back\\slash.wav"}, {"audio": str(wav), "id": "wav/utt1"}]
+    (lists / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main("embed", "-m", models["WavLMModel"], lists / "train.jsonl", "-o", out, "-q") == (0, "")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.npy"))
+    assert files == ["abs/id.npy", "dir.npy", "wav/back_slash.npy", "wav/utt1.npy", "wav/utt1_2.npy", "x.npy"]
+    assert all(out in p.resolve().parents for p in out.rglob("*"))
+
+
+# ------------------------------------------------------------------------------------------ item 11: outputs
+@pytest.mark.parametrize("case", ["read-only", "file/sub", "verify-dir"])
+def test_unwritable_outputs_are_refused_before_the_model_runs(models, wavs, tmp_path, capsys, monkeypatch, case):
+    import wavlm.cli.loader as loader
+
+    monkeypatch.setattr(loader, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    if case == "read-only":
+        from wavlm.cli.io import _probe
+
+        try:
+            _probe(Path("/sys"))
+            pytest.skip("/sys is writable here: no read-only folder to try")
+        except OSError:
+            pass
+        targets = [Path("/sys/wavlm-out"), Path("/sys/wavlm-run.jsonl")]
+        command = "embed"
+    elif case == "file/sub":
+        targets, command = [wavs[0] / "sub", wavs[0] / "sub" / "run.jsonl"], "embed"
+    else:
+        targets, command = [tmp_path], "verify"
+    model = models["WavLMForXVector" if command == "verify" else "WavLMModel"]
+    for target in targets:
+        code, err = main(command, "-m", model, wavs[0], wavs[1], "-o", target, "-q", capsys=capsys)
+        assert code == 2 and str(target) in err, err
+
+
+def test_a_late_write_failure_keeps_what_was_computed(models, wavs, tmp_path, capsys, monkeypatch):
+    from wavlm.cli import io
+
+    real = io.atomic_write
+    run = tmp_path / "run.jsonl"
+
+    def full(path, data, *a, **k):
+        if Path(path) == run or Path(path).parent.name == "out":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, *a, **k)
+
+    monkeypatch.setattr(io, "atomic_write", full)
+    code, err = main("embed", "-m", models["WavLMModel"], *wavs, "-o", run, "-q", capsys=capsys)
+    partial = tmp_path / "run.partial.jsonl"
+    assert code == 1 and "No space left on device" in err and str(partial) in err and not run.exists()
+    assert [json.loads(line)["id"] for line in partial.read_text().splitlines()] == ["utt0", "utt1", "utt2"]
+    code, err = main("embed", "-m", models["WavLMModel"], *wavs, "-o", tmp_path / "out", "-q", capsys=capsys)
+    assert code == 1 and "No space left on device" in err and "stopped after" in err
+
+
+def test_stdout_that_cannot_be_written_keeps_the_results(models, wavs, tmp_path, capsys, monkeypatch):
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            raise ValueError("no file")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    code = cli.main(["embed", "-m", str(models["WavLMModel"]), str(wavs[0]), "-q"])
+    err = capsys.readouterr().err
+    kept = list(tmp_path.glob("wavlm-*.partial.jsonl"))
+    assert code == 1 and "stdout" in err and len(kept) == 1 and str(kept[0]) in err
+
+
+# ------------------------------------------------------------------------------------------ items 12, 16: options
+@pytest.mark.parametrize("args,message", [
+    (["transcribe", "@ctc", "@all", "-o", "@tmp/all.srt"], "SRT holds the captions of one recording"),
+    (["diarize", "@base", "@0", "@1", "--plot", "@tmp/p.png"], "one .png"),
+    (["diarize", "@frames", "@0", "--onset", "0.3", "--offset", "0.6"], "must not exceed --onset"),
+    (["diarize", "@base", "@0", "--window", "0"], "--window must be > 0"),
+    (["diarize", "@base", "@0", "--step", "0"], "--step must be > 0"),
+    (["diarize", "@base", "@0", "--window", "inf"], "--window must be a finite number"),
+    (["diarize", "@base", "@0", "--layer", "99"], "--layer 99: this model has layers 0..2"),
+    (["diarize", "@base", "@0", "--window", "0.01", "--step", "0.01"], "shorter than this model's minimum"),
+    (["diarize", "@base", "@0", "--max-batch-seconds", "nan"], "--max-batch-seconds must be a finite number"),
+    (["embed", "@base", "@0", "--max-batch-seconds", "inf"], "--max-batch-seconds must be a finite number"),
+    (["diarize", "@frames", "@0", "--layer", "1"], "--layer chooses the hidden layer of a base model"),
+])
+def test_options_that_would_fail_after_the_run_are_usage_errors(models, wavs, tmp_path, capsys, args, message):
+    names = {"@ctc": ["-m", models["WavLMForCTC"]], "@base": ["-m", models["WavLMModel"]],
+             "@frames": ["-m", models["WavLMForAudioFrameClassification"]], "@all": wavs, "@0": [wavs[0]],
+             "@1": [wavs[1]]}
+    argv = [str(x) for a in args for x in names.get(a, [a.replace("@tmp", str(tmp_path))])]
+    code, err = main(*argv, "-q", capsys=capsys)
+    assert code == 2 and message in err, err
+    assert not list(tmp_path.glob("*.srt")) and not list(tmp_path.glob("*.png"))
+
+
+# ------------------------------------------------------------------------------------------ item 18: launcher
+@pytest.mark.parametrize("env,message", [
+    ({"RANK": "abc"}, "RANK must be an integer"),
+    ({"RANK": "3", "WORLD_SIZE": "2"}, "inconsistent RANK=3, WORLD_SIZE=2"),
+    ({"WAVLM_MERGE_TIMEOUT": "abc"}, "WAVLM_MERGE_TIMEOUT must be a positive number of seconds"),
+    ({"WAVLM_PEER_TIMEOUT": "-1"}, "WAVLM_PEER_TIMEOUT must be a positive number of seconds"),
+])
+def test_bad_launcher_variables_are_usage_errors(models, wavs, capsys, monkeypatch, env, message):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, err = main("embed", "-m", models["WavLMModel"], wavs[0], "-q", capsys=capsys)
+    assert code == 2 and message in err
+
+
+def test_a_rank_without_its_peer_stops_after_the_peer_timeout(models, wavs, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WAVLM_PEER_TIMEOUT", "1")
+    code, err = main("embed", "-m", models["WavLMModel"], wavs[0], "-o", tmp_path / "r.jsonl", "-q", capsys=capsys)
+    assert code == 2 and "rank(s) 1 never started" in err and "WAVLM_PEER_TIMEOUT" in err
+    kept = list(tmp_path.glob(".r.jsonl.*part00000-of-00002.jsonl"))
+    assert len(kept) == 1 and str(kept[0].name) in err
+    from wavlm.cli import dist
+
+    assert dist.PEER_TIMEOUT_S == 300
+
+
+# ------------------------------------------------------------------------------------------ item 9: export opset
+def test_export_never_claims_an_opset_it_did_not_write(models, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxscript")
+    from wavlm import export
+
+    class Program:  # what torch's exporter returns when it cannot convert down: still opset 18
+        class model:
+            opset_imports = {"": 18}
+
+        def save(self, path):
+            Path(path).write_bytes(b"onnx")
+
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, opset_version=None, **k: Program())
+    out = tmp_path / "m.onnx"
+    code, err = main("export", "-m", models["WavLMModel"], "-o", out, "--opset", "13", capsys=capsys)
+    assert code == 2 and "could not produce opset 13" in err and not out.exists()
+    with pytest.raises(export.OpsetError):
+        export.export_onnx(wavlm.WavLMModel(wavlm.WavLMConfig(**tiny_kwargs())), out, opset=13)
+
+
+# ------------------------------------------------------------------------------------------ manifest fuzz
+from wavlm.tasks.manifest import read_manifest, collect_inputs  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                               max_size=3), max_leaves=8)
+ENTRY = st.fixed_dictionaries({}, optional={"audio": st.text(max_size=12) | JSON, "id": st.text(max_size=8) | JSON,
+                                            "meta": JSON})
+
+
+@FUZZ
+@given(data=st.binary(max_size=300) | st.lists(ENTRY | JSON, max_size=5).map(
+    lambda rows: "\n".join(json.dumps(r) for r in rows).encode()))
+def test_fuzz_manifest_reader(tmp_path, data):
+    """Any bytes or JSON lines give inputs or a ValueError naming the manifest (UnicodeDecodeError is one), never
+    another exception; collect_inputs as well (its ids stay unique)."""
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(data)
+    try:
+        inputs = read_manifest(path)
+    except ValueError as e:
+        assert "fuzz.jsonl" in str(e)
+        return
+    assert all(isinstance(i.id, str) and i.id for i in inputs)
+    ids = [i.id for i in collect_inputs([path])]
+    assert len(set(ids)) == len(ids)
