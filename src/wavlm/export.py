@@ -5,6 +5,8 @@ Needs the optional packages onnx, onnxscript (export) and onnxruntime (running):
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -32,7 +34,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, with_attention_mask: 
                 example_samples: int = 32000) -> Path:
     """Write `model` (WavLMModel or a head; eval mode, fp32) to an ONNX file whose inputs are `input_values`
     (batch, samples) float32 and, if `with_attention_mask`, `attention_mask` (batch, samples) int64; batch and
-    samples are dynamic. The output is the model's first output (last_hidden_state / logits). Returns the path."""
+    samples are dynamic. The output is the model's first output (last_hidden_state / logits). Returns the path.
+    The file is in exactly `opset`: OpsetError (a ValueError), with nothing written, when the exporter cannot
+    produce it (torch implements opset 18 and up and converts down only some graphs)."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError as error:
@@ -49,12 +53,53 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, with_attention_mask: 
         mask = torch.ones(2, example_samples, dtype=torch.long)
         mask[1, example_samples // 2:] = 0
         inputs, shapes, names = inputs + (mask,), shapes + ({0: batch, 1: samples},), names + ["attention_mask"]
-    with warnings.catch_warnings(), torch.no_grad():
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
+        raise ValueError(f"opset must be a positive integer, got {opset!r}")
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(wrapper, inputs, dynamo=True, dynamic_shapes=shapes, input_names=names,
                                     output_names=["output"], opset_version=opset, verbose=False)
+        written = written_opset(program)
+        if written != opset:  # torch implements opset >= 18 and converts down when it can; it may keep 18
+            raise OpsetError(f"the ONNX exporter could not produce opset {opset} for this model (it gives opset "
+                             f"{written}); nothing was written. torch's exporter implements opset 18 and up: use "
+                             f"opset {max(written, 18)} or higher, or convert the file with onnx.version_converter")
         program.save(str(path))
     return path
+
+
+class OpsetError(ValueError):
+    """The exported graph is not in the requested ONNX opset (torch's exporter could not convert it down)."""
+
+
+def written_opset(program) -> int:
+    """The default-domain ('' or 'ai.onnx') opset of an exported program (its onnx_ir model), an onnx ModelProto,
+    or a file; -1 when it names none."""
+    if isinstance(program, (str, os.PathLike)):
+        import onnx
+
+        program = onnx.load(os.fspath(program), load_external_data=False)
+    ir_model = getattr(program, "model", None)
+    if ir_model is not None and hasattr(ir_model, "opset_imports"):
+        versions = [v for d, v in ir_model.opset_imports.items() if d in ("", "ai.onnx")]
+    else:
+        versions = [o.version for o in program.opset_import if o.domain in ("", "ai.onnx")]
+    return int(versions[0]) if versions else -1
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter and its version converter log warnings and tracebacks on stderr (a failed down-conversion is
+    one); export_onnx reports the outcome itself."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):

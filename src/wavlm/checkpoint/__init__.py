@@ -233,7 +233,7 @@ def _resolve(name_or_path: str | os.PathLike, hub_args: dict[str, Any]) -> tuple
     if path.is_file():
         obj = read_torch_file(path)
         if not is_original_checkpoint(obj):
-            keys = sorted(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+            keys = sorted(map(str, obj))[:5] if isinstance(obj, dict) else type(obj).__name__
             raise CheckpointError(f"{path} is a single file but not an original microsoft WavLM checkpoint "
                                   f"(a dict with 'cfg' and 'model'; found {keys}); for a transformers checkpoint "
                                   "pass the directory holding config.json and the weights")

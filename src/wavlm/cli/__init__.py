@@ -6,7 +6,8 @@ verify, diarize) build a cli.executor.Task from their options dataclass and hand
 loads once (cli.loader) and runs it; the others (convert, export, info, synth) are their own run function. Only
 the standard library is imported until a subcommand runs, so `wavlm --help` is instant.
 
-Exit codes: 0 all inputs processed, 1 some inputs failed (each reported on stderr and skipped), 2 usage error.
+Exit codes: 0 all inputs processed, 1 some inputs failed (each reported on stderr and skipped) or an output could not
+be written once the run was under way (what was computed is kept, the message says where), 2 usage error.
 """
 from __future__ import annotations
 
@@ -56,17 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from wavlm.cli.report import UsageError
+    from wavlm.cli.report import OutputError, UsageError
 
     try:
         return int(args.handler(args))
     except UsageError as e:
         print(f"wavlm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:
+        print(f"wavlm {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("wavlm: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        from wavlm.cli.io import silence_stdout
+
+        silence_stdout()
         return 0
 
 

@@ -77,9 +77,20 @@ class ClassifyTask(executor.Task):
     def load_run(self, path: Path, fmt: str) -> dict[str, Any]:
         if fmt == "txt":
             out = {}
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 uid, *fields = line.split("\t")
-                labels = [{"label": f.rpartition(":")[0], "score": float(f.rpartition(":")[2])} for f in fields]
+                labels = []
+                for f in fields:
+                    label, colon, score = f.rpartition(":")
+                    try:
+                        value = float(score) if colon else float("nan")
+                    except ValueError:
+                        value = float("nan")
+                    if not value == value:
+                        raise ValueError(f"line {n}: {f!r} is not label:score")
+                    labels.append({"label": label, "score": value})
+                if not uid or not labels:
+                    raise ValueError(f"line {n}: expected an id and label:score fields, tab-separated")
                 out[uid] = {"labels": labels}
             return out
         return super().load_run(path, fmt)

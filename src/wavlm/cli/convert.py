@@ -8,8 +8,10 @@ from wavlm.cli.options import DTYPES
 from wavlm.cli.report import UsageError, log
 
 HELP = "original microsoft checkpoint <-> transformers directory"
-DESCRIPTION = ("SOURCE.pt -> DEST directory (config.json, model.safetensors, preprocessor_config.json), or a "
-               "transformers directory -> DEST.pt (original layout; backbone only).")
+DESCRIPTION = ("SOURCE.pt -> DEST directory (config.json, model.safetensors, preprocessor_config.json), a "
+               "transformers directory -> DEST directory (its class, feature extractor and tokenizer kept), or a "
+               "transformers directory -> DEST.pt (original layout; backbone only). DEST must not be SOURCE; "
+               "nothing is written half-way.")
 RUNS_MODEL = False
 
 
@@ -24,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from wavlm.checkpoint.convert import convert_checkpoint
     from wavlm.cli.loader import resolve_dtype
 
+    dtype = resolve_dtype(args.dtype)
     try:
-        print(convert_checkpoint(args.source, args.destination, args.to, resolve_dtype(args.dtype), log=log))
-    except (OSError, ValueError, RuntimeError, TypeError) as e:
+        line = convert_checkpoint(args.source, args.destination, args.to, dtype, log=log)
+    except Exception as e:  # noqa: BLE001 - any failure to read or write is a usage error with its reason, as embed
         raise UsageError(f"cannot convert {args.source}: {e}") from None
+    print(line)
     return 0

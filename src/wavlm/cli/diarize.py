@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import IO, Any, Sequence
 
 from wavlm.cli import executor
-from wavlm.cli.options import add_inputs, positive_int
-from wavlm.cli.report import UsageError
+from wavlm.cli.options import add_inputs, check_number, positive_int
+from wavlm.cli.report import UsageError, log
 from wavlm.tasks.manifest import Input
 
 HELP = "who spoke when, as RTTM"
@@ -68,6 +68,22 @@ class DiarizeOptions:
             raise UsageError(f"--median-width must be a positive odd number of frames, got {self.median_width}")
         if self.cluster not in ("agglomerative", "spectral"):
             raise UsageError(f"--cluster must be 'agglomerative' or 'spectral', got {self.cluster!r}")
+        check_number("--onset", self.onset, 0, 1, allow_none=False)
+        check_number("--offset", self.offset, 0, 1)
+        if self.offset is not None and self.offset > self.onset:
+            raise UsageError(f"--offset ({self.offset:g}) must not exceed --onset ({self.onset:g}): a track turns "
+                             "on above the onset and off below the offset")
+        check_number("--min-duration-on", self.min_duration_on, 0, allow_none=False)
+        check_number("--min-duration-off", self.min_duration_off, 0, allow_none=False)
+        check_number("--window", self.window, 0, low_open=True, allow_none=False)
+        check_number("--step", self.step, 0, low_open=True, allow_none=False)
+        if self.step > self.window:
+            raise UsageError(f"--step ({self.step:g} s) must not exceed --window ({self.window:g} s), or audio "
+                             "between windows would be skipped")
+        check_number("--cluster-threshold", self.cluster_threshold, 0, 2, allow_none=False)
+        check_number("--silence-db", self.silence_db, 0, allow_none=False)
+        if self.num_speakers is not None and self.num_speakers < 1 or self.max_speakers < 1:
+            raise UsageError("--num-speakers and --max-speakers must be >= 1")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DiarizeOptions":
@@ -110,10 +126,43 @@ class DiarizeTask(executor.Task):
     def model_class_for(self, architecture: str | None) -> str:
         return architecture if architecture in MODES else "WavLMModel"
 
+    def check(self, inputs: list[Input], output: Any) -> None:
+        super().check(inputs, output)
+        if self.options.plot:
+            from wavlm.cli.io import check_writable
+
+            plot = Path(self.options.plot)
+            single = plot.suffix.lower() == ".png"
+            if single and len(inputs) != 1:
+                raise UsageError(f"--plot {plot} is one .png and there are {len(inputs)} inputs: give a folder "
+                                 "for one timeline per input")
+            check_writable(plot, folder=not single, what="--plot")
+
+    def run_options(self) -> dict[str, Any]:
+        options = super().run_options()
+        return {k: v for k, v in options.items() if k not in ("plot", "batch_size")}
+
+    def run_key(self, item: Input) -> str:
+        return self._uri(item)
+
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
         self.mode = MODES.get(type(runtime.model).__name__, "base")
-        self.layer = runtime.config.num_hidden_layers if self.options.layer is None else self.options.layer
+        n = runtime.config.num_hidden_layers
+        layer = self.options.layer
+        if layer is not None and self.mode != "base":
+            raise UsageError(f"--layer chooses the hidden layer of a base model; {runtime.name} is a "
+                             f"{type(runtime.model).__name__}, whose {self.mode} output is used")
+        if layer is not None and not -(n + 1) <= layer <= n:
+            raise UsageError(f"--layer {layer}: this model has layers 0..{n} (0 = encoder input)")
+        self.layer = n if layer is None else layer % (n + 1)
+        if self.mode != "frames":
+            sr, need = runtime.sampling_rate, self.min_samples()
+            if round(self.options.window * sr) < need:
+                raise UsageError(f"--window {self.options.window:g} s is shorter than this model's minimum input "
+                                 f"({need} samples, {1000 * need / sr:.0f} ms)")
+            if round(self.options.step * sr) < 1:
+                raise UsageError(f"--step {self.options.step:g} s is less than one sample at {sr} Hz")
 
     def min_samples(self) -> int:
         if self.mode == "xvector":
@@ -213,6 +262,9 @@ class DiarizeTask(executor.Task):
         single = plot.suffix.lower() == ".png"
         if single and len(inputs) != 1:
             raise UsageError("--plot NAME.png takes one input; give a folder for several")
+        from wavlm.cli.io import item_names
+
+        names = item_names(inputs)
         for item in inputs:
             turns = run.results.get(item.id)
             if turns is None:
@@ -222,8 +274,13 @@ class DiarizeTask(executor.Task):
                 from wavlm.audio import load_audio
 
                 duration = len(load_audio(item.path)[0]) / 16000
-            target = plot if single else plot / f"{item.id}.png"
-            plot_turns(turns, duration, target, f"{item.id} ({self.mode} diarization)")
+            parts = names[item.id].split("/")
+            target = plot if single else plot.joinpath(*parts[:-1], parts[-1] + ".png")
+            try:
+                plot_turns(turns, duration, target, f"{item.id} ({self.mode} diarization)")
+            except OSError as e:  # the RTTM is written: a plot that cannot be is reported, not fatal
+                log(f"cannot write the plot {target}: {e}")
+                run.failed += 1
         return None
 
 

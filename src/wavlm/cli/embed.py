@@ -155,8 +155,12 @@ class EmbedTask(executor.Task):
 
     def load_run(self, path: Path, fmt: str) -> dict[str, Any]:
         if fmt == "npz":
+            import zipfile
+
             import numpy as np
 
-            with np.load(path) as data:
+            if not zipfile.is_zipfile(path):
+                raise ValueError("it is not an .npz archive")
+            with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         return super().load_run(path, fmt)

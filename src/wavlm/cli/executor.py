@@ -8,6 +8,7 @@ and merged on rank 0, a progress bar. Nothing is imported beyond the standard li
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import IO, Any, Callable, Sequence
 
 from wavlm.cli import dist, io
 from wavlm.cli.options import RunOptions
-from wavlm.cli.report import InputError, Progress, UsageError, log
+from wavlm.cli.report import InputError, OutputError, Progress, UsageError, log
 from wavlm.tasks.manifest import Input
 
 __all__ = ["Task", "Summary", "RunResult", "run", "execute"]
@@ -53,6 +54,7 @@ class Task:
     def __init__(self, options: Any = None) -> None:
         self.options = options
         self.rt: Any = None  # cli.loader.Runtime, once bound
+        self.resumed_paths: dict[str, str] = {}  # input paths of the records --resume read (jsonl)
 
     # -- before the model loads
     def model_class_for(self, architecture: str | None) -> str:
@@ -62,6 +64,27 @@ class Task:
     def collect(self, paths: Sequence[str]) -> list[Input]:
         """The inputs to run on, from the command line's paths."""
         return io.collect(paths)
+
+    def check(self, inputs: list[Input], output: io.Output) -> None:
+        """Before the model loads: what can be checked of the options, inputs and output that would otherwise fail
+        only after the whole run (UsageError). The run formats' own rules are checked here."""
+        if output.kind in ("stdout", "file") and output.fmt == "txt" and self.writes_per_input:
+            for item in inputs:
+                if any(c in item.id for c in "\t\n\r"):
+                    raise UsageError(f"input id {item.id!r} holds a tab or a line break, which the {output.fmt} "
+                                     "format cannot keep apart from the fields: give the input another id, or "
+                                     "write jsonl")
+
+    def run_options(self) -> dict[str, Any]:
+        """The options that shape the results (recorded beside a run file; --resume refuses a run whose options
+        differ): by default every field of the options dataclass."""
+        import dataclasses
+
+        return dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else {}
+
+    def run_key(self, item: Input) -> str:
+        """The key an input's results have in a run file (its id; diarize's RTTM uri replaces white space)."""
+        return item.id
 
     # -- with the model
     def bind(self, runtime: Any) -> None:
@@ -94,9 +117,19 @@ class Task:
         raise UsageError(f"`wavlm {self.name}` cannot write {fmt!r} for a whole run")
 
     def load_run(self, path: Path, fmt: str) -> dict[str, Any]:
-        """Results already in a run output, by id (for --resume)."""
+        """Results already in a run output, by id, in the file's order (for --resume; the input paths of jsonl
+        records go to `resumed_paths`). Any error means the file is not one this task wrote (the executor says
+        so, naming the file)."""
         if fmt == "jsonl":
-            return {r["id"]: self.from_record(r) for r in io.read_jsonl(path)}
+            out = {}
+            for n, record in enumerate(io.read_jsonl(path), start=1):
+                uid = record.get("id") if isinstance(record, dict) else None
+                if not isinstance(uid, str) or not uid:
+                    raise ValueError(f"record {n} has no \"id\" string")
+                out[uid] = self.from_record(record)
+                if isinstance(record.get("path"), str):
+                    self.resumed_paths[uid] = record["path"]
+            return out
         raise UsageError(f"--resume cannot read back a {fmt!r} file; write to a folder or a .jsonl file")
 
 
@@ -115,14 +148,115 @@ def run(task: Task, args: argparse.Namespace) -> int:
     from wavlm.cli.loader import load
 
     opts = RunOptions.from_args(args)
+    where = dist.check_environment()
     inputs = task.collect(args.inputs)
     output = io.resolve_output(task, opts.output, opts.format, len(inputs))
+    if output.kind == "stdout" and where.world_size > 1:
+        raise UsageError("under torchrun, give -o (a file or a folder): several ranks cannot share stdout")
+    check_output(task, output, inputs)
+    task.check(inputs, output)
+    done = read_resumed(task, output, opts, inputs)
+    started = dist.announce(where, output.path if output.kind == "file" else None)  # before the model loads
     task.bind(load(opts, task.name, task.model_class_for, tokenizer="tokenizer" in task.needs))
-    return execute(task, inputs, opts, output)
+    return execute(task, inputs, opts, output, resumed=done, run_started=started)
 
 
-def execute(task: Task, inputs: list[Input], opts: RunOptions, output: io.Output) -> int:
-    """Run a bound task over `inputs` and write its outputs; returns the exit code (1 when an input failed)."""
+def check_output(task: Task, output: io.Output, inputs: list[Input]) -> None:
+    """Before the model loads: the output can be written (a file where a file goes, a folder where a folder
+    goes, a writable place), and a folder's outputs get safe, unique names (io.item_names)."""
+    if output.kind == "stdout":
+        return
+    io.check_writable(output.path, folder=output.kind == "dir")
+    if output.kind == "dir":
+        output.name_items(inputs)
+
+
+RUN_RECORD_SUFFIX = ".wavlm-run.json"
+
+
+def run_record_path(path: Path) -> Path:
+    """The file beside a run file that records the command and options it was made with (for --resume)."""
+    return path.with_name(path.name + RUN_RECORD_SUFFIX)
+
+
+def run_record(task: Task, opts: RunOptions, fmt: str) -> dict[str, Any]:
+    """What shaped a run file's results: the command, the model (a local path made absolute), the dtype, int8,
+    and the task's options."""
+    model = Path(opts.model).expanduser()
+    return {"command": task.name, "format": fmt,
+            "options": {"model": str(model.resolve()) if model.exists() else opts.model, "dtype": opts.dtype,
+                        "int8": opts.int8, **task.run_options()}}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+
+
+@dataclass
+class Resumed:
+    """What --resume found in a run file: results by id in the file's order, and the inputs of those results
+    that this run was not given (kept, and written back)."""
+    results: dict[str, Any] = field(default_factory=dict)
+    others: list[Input] = field(default_factory=list)
+
+
+def read_resumed(task: Task, output: io.Output, opts: RunOptions, inputs: list[Input]) -> Resumed:
+    """Before the model loads, with --resume and a run file that exists: check that it was made with this run's
+    command and options (UsageError naming the ones that differ) and read its results (UsageError saying what
+    is wrong with a corrupt or foreign file). Records of inputs not given this time are kept."""
+    if not (opts.resume and output.kind == "file" and task.writes_per_input and output.path.is_file()):
+        return Resumed()
+    path = output.path
+    stop = f"; fix or remove it (or run without --resume to overwrite it)"
+    record_file, expected = run_record_path(path), run_record(task, opts, output.fmt)
+    if record_file.is_file():
+        try:
+            saved = json.loads(record_file.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
+                raise ValueError("not a run record")
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--resume: cannot read {record_file} ({e}){stop}") from None
+        if saved.get("command") != task.name:
+            raise UsageError(f"--resume: {path} was written by `wavlm {saved.get('command')}`, not "
+                             f"`wavlm {task.name}`")
+        now, then = expected["options"], saved["options"]
+        differ = [k for k in dict.fromkeys([*then, *now]) if not _same_value(then.get(k), now.get(k))]
+        if differ:
+            flag = {"model": "--model", "dtype": "--dtype", "int8": "--int8"}
+            raise UsageError(f"--resume: {path} was made with other options than this run: "
+                             + ", ".join(f"{flag.get(k, '--' + k.replace('_', '-'))} {then.get(k)!r} there, "
+                                         f"{now.get(k)!r} now" for k in differ)
+                             + "; run with the same options, or write to another file")
+    else:
+        log(f"warning: --resume: {path} has no {record_file.name} beside it, so the options it was made with "
+            "cannot be checked")
+    try:
+        found = task.load_run(path, output.fmt)
+        if not isinstance(found, dict) or not all(isinstance(k, str) and k for k in found):
+            raise ValueError("its records have no string ids")
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable or foreign file is named with the reason
+        raise UsageError(f"--resume: {path} is not a {output.fmt} run file of `wavlm {task.name}` that can be "
+                         f"read back ({type(e).__name__}: {e}){stop}") from None
+    by_key = {task.run_key(i): i for i in inputs}
+    resumed = Resumed()
+    for key, result in found.items():
+        item = by_key.get(key)
+        if item is None:
+            item = Input(key, Path(task.resumed_paths.get(key, key)))
+            resumed.others.append(item)
+        resumed.results[item.id] = result
+    if dist.dist_info().rank == 0:
+        log(f"--resume: {len(resumed.results) - len(resumed.others)} of {len(inputs)} inputs already in {path}"
+            + (f"; the {len(resumed.others)} records of other inputs there are kept" if resumed.others else ""))
+    return resumed
+
+
+def execute(task: Task, inputs: list[Input], opts: RunOptions, output: io.Output,
+            resumed: Resumed | None = None, run_started: float | None = None) -> int:
+    """Run a bound task over `inputs` and write its outputs; returns the exit code (1 when an input failed).
+    `resumed`: what read_resumed found (read here when not given)."""
     where = dist.dist_info()
     if output.kind == "stdout" and where.world_size > 1:
         raise UsageError("under torchrun, give -o (a file or a folder): several ranks cannot share stdout")
@@ -143,22 +277,25 @@ def execute(task: Task, inputs: list[Input], opts: RunOptions, output: io.Output
             outcome.results = {k: v for k, v in outcome.results.items() if v is not None}
             outcome.failed = dist.total_over_ranks(outcome.failed, where)
         else:
-            done: dict[str, Any] = {}
-            if output.kind == "file" and task.writes_per_input and opts.resume and output.path.is_file():
-                done = task.load_run(output.path, output.fmt)
-                known = {i.id for i in inputs}
-                done = {k: v for k, v in done.items() if k in known}
-                if where.rank == 0:
-                    log(f"--resume: {len(done)} of {len(inputs)} inputs already in {output.path}")
+            if resumed is None:
+                resumed = read_resumed(task, output, opts, inputs)
+            given = {i.id for i in inputs}
+            done = {k: v for k, v in resumed.results.items() if k in given}
             anchor = output.path if output.kind == "file" else None
-            outcome = gather(task, inputs, lengths, opts, done=done, merge_anchor=anchor)
+            outcome = gather(task, inputs, lengths, opts, done=done, merge_anchor=anchor, run_started=run_started)
             if outcome.is_main and task.writes_per_input:
-                pairs = [(i, outcome.results[i.id]) for i in inputs if i.id in outcome.results]
-                io.write_output(output, task.dumps(pairs, output.fmt))
+                # the file's records first, in its order (those of inputs not given this time kept), then the new
+                by_id = {i.id: i for i in [*inputs, *resumed.others]}
+                order = [*resumed.results, *(i.id for i in inputs if i.id not in resumed.results)]
+                results = {**{i.id: resumed.results[i.id] for i in resumed.others}, **outcome.results}
+                pairs = [(by_id[k], results[k]) for k in order if k in results]
+                io.write_output(output, task.dumps(pairs, output.fmt), f"{len(pairs)} results")
+                if output.kind == "file":
+                    _write_run_record(task, opts, output)
         outcome.headers = headers
         summary = task.summarize(outcome, inputs)
         if summary is not None and outcome.is_main:
-            io.write_output(output, summary.content)
+            io.write_output(output, summary.content, "summary")
             if summary.notes:
                 io.write_notes(summary.notes, to_stdout=output.kind != "stdout")
         return 1 if outcome.failed else 0
@@ -166,9 +303,19 @@ def execute(task: Task, inputs: list[Input], opts: RunOptions, output: io.Output
         dist.leave_process_group()
 
 
+def _write_run_record(task: Task, opts: RunOptions, output: io.Output) -> None:
+    try:
+        io.atomic_write(run_record_path(output.path), json.dumps(run_record(task, opts, output.fmt), indent=1,
+                                                                 default=str) + "\n")
+    except OSError as e:
+        log(f"warning: could not record the run's options beside {output.path} ({e}); --resume will not be able "
+            "to check them")
+
+
 def gather(task: Task, inputs: list[Input], lengths: dict[str, int], opts: RunOptions,
            done: dict[str, Any] | None = None, merge_anchor: Path | None = None,
-           on_result: Callable[[Input, Any], None] | None = None, keep: bool = True) -> RunResult:
+           on_result: Callable[[Input, Any], None] | None = None, keep: bool = True,
+           run_started: float | None = None) -> RunResult:
     """Process this rank's share of `inputs` (those not in `done`) and, under torchrun with a merge anchor, collect
     every rank's results on rank 0 (through the process group, or through part files next to the anchor).
     Returns the results of all inputs (rank 0) or of this rank's share (other ranks, is_main=False); with
@@ -189,7 +336,7 @@ def gather(task: Task, inputs: list[Input], lengths: dict[str, int], opts: RunOp
     if where.world_size == 1 or merge_anchor is None:
         return RunResult({**done, **results}, failed, where.rank == 0 or where.world_size == 1)
     records = [{"id": k, **task.to_record(v)} for k, v in results.items()]
-    merged = dist.gather_records(records, failed, where, merge_anchor, started)
+    merged = dist.gather_records(records, failed, where, merge_anchor, started, run_started)
     if merged is None:
         return RunResult(results, failed, False)
     records, total_failed = merged
@@ -238,7 +385,14 @@ def process(task: Task, items: list[Input], lengths: dict[str, int], opts: RunOp
                     fail(group[0][0], f"{type(e).__name__}: {e}")
                     continue
                 for (item, _), result in zip(group, outputs):
-                    on_result(item, result)
+                    try:
+                        on_result(item, result)
+                    except OSError as e:  # its output cannot be written
+                        if e.errno in io.STOP_ERRNOS:  # nor can any later one: stop, keep what is written
+                            raise OutputError(f"cannot write the output of {item.path}: {e}; stopped after "
+                                              f"{progress.done} of {len(items)} inputs; the outputs written so "
+                                              "far are kept (rerun with --resume to go on)") from None
+                        fail(item, f"cannot write its output: {e}")
             progress.update(len(batch))
     finally:
         progress.close()

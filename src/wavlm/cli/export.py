@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from wavlm.cli.options import positive_int
 from wavlm.cli.report import UsageError
 
 HELP = "export a model to ONNX"
@@ -15,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True)
     p.add_argument("--onnx", action="store_true", help="export to ONNX (the only format; accepted for clarity)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 18)")
+    p.add_argument("--opset", type=positive_int, default=None,
+                   help="ONNX opset (default 18); the file is in exactly this opset or nothing is written "
+                        "(torch's exporter implements 18 and up, and converts only some graphs down)")
     p.add_argument("--no-attention-mask", action="store_true", help="export input_values as the only input")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with torch on a random batch")
 
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from wavlm.cli.loader import resolve_source
 
     try:
-        from wavlm.export import export_onnx, onnx_session, run_onnx
+        from wavlm.export import OpsetError, export_onnx, onnx_session, run_onnx, written_opset
     except ImportError as e:
         raise UsageError(f"ONNX export is not available in this installation: {e}") from None
     source = resolve_source(args.model)
@@ -43,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
         path = export_onnx(model, args.output, with_attention_mask=not args.no_attention_mask, **kwargs)
     except ImportError as e:
         raise UsageError(f"{e} (or pip install 'wavlm[onnx]')") from None
-    line = f"wrote {path} ({class_name}, inputs: input_values" + \
+    except OpsetError as e:
+        raise UsageError(f"--opset {args.opset}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - an exporter failure or an unwritable -o, with its reason
+        raise UsageError(f"cannot export {args.model!r} to {args.output}: {e}") from None
+    line = f"wrote {path} ({class_name}, opset {written_opset(path)}, inputs: input_values" + \
         ("" if args.no_attention_mask else ", attention_mask") + "; dynamic batch and length)"
     if args.check:
         x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))

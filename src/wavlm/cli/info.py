@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from wavlm.cli.report import UsageError
+from wavlm.cli.report import UsageError, warnings_logged
 
 HELP = "configuration, parameter count, frame rate, receptive field"
 DESCRIPTION = "Summary of a checkpoint (reads config only; no weights are loaded)."
@@ -38,10 +38,17 @@ def model_info(source: str) -> dict[str, Any]:
         from wavlm.checkpoint.hf import read_torch_file
         from wavlm.checkpoint.original import config_from_original, is_original_checkpoint
 
-        obj = read_torch_file(found.file)
-        if not is_original_checkpoint(obj):
-            raise UsageError(f"{source} is not an original microsoft WavLM checkpoint")
-        config, arch, kind = config_from_original(obj["cfg"]), "WavLMModel", "original microsoft checkpoint"
+        try:  # the messages `wavlm embed` gives for the same file
+            with warnings_logged():
+                obj = read_torch_file(found.file)
+            if not is_original_checkpoint(obj):
+                keys = sorted(map(str, obj))[:5] if isinstance(obj, dict) else type(obj).__name__
+                raise ValueError(f"{source} is a single file but not an original microsoft WavLM checkpoint (a "
+                                 f"dict with 'cfg' and 'model'; found {keys}); for a transformers checkpoint pass "
+                                 "the directory holding config.json and the weights")
+            config, arch, kind = config_from_original(obj["cfg"]), "WavLMModel", "original microsoft checkpoint"
+        except Exception as e:  # noqa: BLE001 - any unreadable file is a usage error with its reason
+            raise UsageError(f"cannot read the model {source!r}: {e}") from None
     else:
         config, arch, kind = found.config, found.architecture or "WavLMModel", "transformers checkpoint"
     cls = getattr(wavlm, arch, wavlm.WavLMModel)

@@ -3,14 +3,16 @@ length, for sharding and batching), audio decoded for the model, where results g
 one file per input, named in one place), and JSON-lines records."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from wavlm.cli.report import InputError, UsageError
+from wavlm.cli.report import InputError, OutputError, UsageError
 from wavlm.files import atomic_write
 from wavlm.tasks.manifest import Input, collect_inputs
 
@@ -73,22 +75,66 @@ def read_audio(item: Input, sampling_rate: int, min_samples: int) -> Any:
 
 def output_path_for(item: Input, out_dir: str | Path, suffix: str) -> Path:
     """out_dir / (item.id + suffix); ids with '/' make sub-folders. Raises ValueError for an id that would
-    leave out_dir (absolute, or with '..' or empty components)."""
+    leave out_dir (absolute, or with '..' or empty components). The executor names outputs with `item_names`,
+    which never refuses an id."""
     parts = item.id.split("/")
     if item.id.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\\" in item.id:
         raise ValueError(f"input id {item.id!r} cannot be used as an output path under {out_dir}")
     return Path(out_dir).joinpath(*parts[:-1], parts[-1] + suffix)
 
 
+MAX_NAME_BYTES = 200  # a path component; file systems allow 255 bytes, the suffix and a counter need the rest
+
+
+def _safe_part(part: str) -> str:
+    part = "".join("_" if ord(c) < 32 or c in '\\:*?"<>|\x7f' else c for c in part).strip()
+    while len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        part = part[:-1]
+    return part
+
+
+def safe_relative_name(uid: str) -> str:
+    """An input id as a relative output path ('/'-separated) that stays inside the output folder: '/' makes
+    sub-folders; empty, '.' and '..' components are dropped (`../wav/utt1` -> `wav/utt1`, `/abs/id` ->
+    `abs/id`, `dir/` -> `dir`); a backslash, control and other characters file systems refuse become '_'; a
+    component is cut to MAX_NAME_BYTES; an id with nothing left is '_'."""
+    parts = [_safe_part(p) for p in uid.split("/")]
+    parts = [p for p in parts if p not in ("", ".", "..")]
+    return "/".join(parts) or "_"
+
+
+def item_names(inputs: Sequence[Input]) -> dict[str, str]:
+    """Input id -> a safe, unique relative output name (safe_relative_name; a name taken by an earlier input, or
+    differing only in letter case, gets `_2`, `_3`, ...). Every id is kept as is where it is already safe."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for item in inputs:
+        base = safe_relative_name(item.id)
+        name, k = base, 2
+        while name.casefold() in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name.casefold())
+        names[item.id] = name
+    return names
+
+
 @dataclass
 class Output:
-    """Where results go: 'stdout', one 'file' for the run, one 'item' file for a single input, or a 'dir'."""
+    """Where results go: 'stdout', one 'file' for the run, one 'item' file for a single input, or a 'dir' (one
+    file per input, named by `item_names`)."""
     kind: str
     fmt: str
     path: Path | None = None
+    names: dict[str, str] = field(default_factory=dict)  # input id -> relative name in a 'dir'
+
+    def name_items(self, inputs: Sequence[Input]) -> None:
+        self.names = item_names(inputs)
 
     def item_path(self, item: Input) -> Path:
-        return self.path if self.kind == "item" else output_path_for(item, self.path, "." + self.fmt)
+        if self.kind == "item":
+            return self.path
+        name = self.names.get(item.id) or safe_relative_name(item.id)
+        return self.path.joinpath(*name.split("/")).with_name(name.rsplit("/", 1)[-1] + "." + self.fmt)
 
 
 def resolve_output(task: Any, output: str | None, fmt: str | None, n_inputs: int) -> Output:
@@ -124,16 +170,85 @@ def resolve_output(task: Any, output: str | None, fmt: str | None, n_inputs: int
     return Output("dir", fmt, path)
 
 
-def write_output(output: Output, content: str | bytes) -> None:
-    """The run's content to stdout or, atomically, to the output file."""
-    if output.kind == "stdout":
-        if isinstance(content, bytes):
-            sys.stdout.buffer.write(content)
+# errors after which no later output can be written either: the run stops (what is written is kept)
+STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a file in an existing folder: OSError when it cannot be written (permissions are not
+    enough to tell: root, read-only mounts, ACLs)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wavlm-probe-")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable(path: Path, folder: bool, what: str = "-o") -> None:
+    """UsageError unless `path` can be written as a file (folder=False: not a folder, its folder writable or
+    creatable) or as a folder (folder=True: not a file, writable or creatable). Checked before the model runs, so
+    that a run never ends in an output it cannot write; nothing is created."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what} {path}: {existing} is a file, so no folder can be made under it")
+    try:
+        _probe(existing)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot write in {existing} ({e.strerror or e})") from None
+
+
+def keep_partial(path: Path | None, content: str | bytes, name: str) -> Path | None:
+    """Save content that could not go where it belonged: beside `path` as <stem>.partial<suffix>, else in the
+    temporary folder. Returns where it went (None when nowhere could take it)."""
+    suffix = path.suffix if path is not None and path.suffix else f".{name}"
+    candidates = [path.with_name(f"{path.stem}.partial{suffix}")] if path is not None else []
+    candidates.append(Path(tempfile.gettempdir()) / f"wavlm-{os.getpid()}.partial{suffix}")
+    for target in candidates:
+        try:
+            return atomic_write(target, content)
+        except OSError:
+            continue
+    return None
+
+
+def write_output(output: Output, content: str | bytes, what: str = "results") -> None:
+    """The run's content to stdout or, atomically, to the output file. When it cannot be written (disk full,
+    stdout closed or full), the content is kept in a partial file (keep_partial) and OutputError names it."""
+    try:
+        if output.kind == "stdout":
+            if isinstance(content, bytes):
+                sys.stdout.buffer.write(content)
+            else:
+                sys.stdout.write(content)
+            sys.stdout.flush()
         else:
-            sys.stdout.write(content)
-        sys.stdout.flush()
-    else:
-        atomic_write(output.path, content)
+            atomic_write(output.path, content)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        if output.kind == "stdout":
+            silence_stdout()
+        where = "stdout" if output.kind == "stdout" else str(output.path)
+        kept = keep_partial(output.path if output.kind != "stdout" else None, content, output.fmt)
+        raise OutputError(f"cannot write the {what} to {where}: {e.strerror or e}; "
+                          + (f"what was computed is kept in {kept}" if kept else "nowhere could keep them")
+                          + (f" (rename it to {output.path.name} and rerun with --resume to go on)"
+                             if kept and output.kind == "file" else "")) from None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a closed or full stdout raises nothing
+    (the way Python's documentation handles SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def write_notes(text: str, to_stdout: bool) -> None:

@@ -3,6 +3,7 @@ checked before any model is loaded."""
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 
 from wavlm.cli.report import UsageError
@@ -19,6 +20,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def check_number(name: str, value: float | None, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, allow_none: bool = True) -> None:
+    """UsageError unless `value` is a finite number in [low, high] ((low, high] with low_open); None passes when
+    allow_none. argparse's float() takes 'nan' and 'inf', which no option means."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise UsageError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise UsageError(f"{name} must be <= {high:g}, got {value:g}")
 
 
 def model_arguments(model_help: str = "local directory, Hub repo id, or original microsoft .pt checkpoint"
@@ -66,6 +81,7 @@ class RunOptions:
             raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        check_number("--max-batch-seconds", self.max_batch_seconds, 0, low_open=True)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RunOptions":

@@ -1,5 +1,5 @@
-"""What the command line tells its user: the errors that end a run (UsageError, exit code 2) or skip one input
-(InputError, exit code 1), messages on stderr written above the progress bar, and the progress bar itself."""
+"""What the command line tells its user: the errors that end a run (UsageError, exit code 2; OutputError, exit code
+1) or skip one input (InputError, exit code 1), messages on stderr written above the progress bar, and the progress bar itself."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +11,11 @@ from typing import Any, Iterator
 
 class UsageError(Exception):
     """A wrong command line, option combination or model for the subcommand: exit code 2."""
+
+
+class OutputError(Exception):
+    """An output cannot be written once the run is under way (disk full, stdout closed): the run stops, what was
+    computed is kept (the message says where), exit code 1."""
 
 
 class InputError(Exception):

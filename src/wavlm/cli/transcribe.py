@@ -121,6 +121,12 @@ class TranscribeTask(executor.Task):
             results.append({"text": text, "words": words})
         return results
 
+    def check(self, inputs: list[Input], output: Any) -> None:
+        super().check(inputs, output)
+        if output.kind == "file" and output.fmt == "srt" and len(inputs) > 1:
+            raise UsageError(f"-o {output.path}: SRT holds the captions of one recording, and there are "
+                             f"{len(inputs)} inputs: give a folder with -o for one .srt per input")
+
     def write_item(self, file: IO[bytes], item: Input, result: dict[str, Any], fmt: str) -> None:
         if fmt == "txt":
             file.write(_text(result["text"] + "\n"))
@@ -142,8 +148,10 @@ class TranscribeTask(executor.Task):
     def load_run(self, path: Path, fmt: str) -> dict[str, Any]:
         if fmt == "txt":
             out = {}
-            for line in path.read_text(encoding="utf-8").splitlines():
-                uid, _, text = line.partition("\t")
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                uid, tab, text = line.partition("\t")
+                if not uid or not tab or "\t" in text:
+                    raise ValueError(f"line {n}: expected an id and its text, separated by one tab")
                 out[uid] = {"text": text, "words": []}
             return out
         if fmt == "srt":
