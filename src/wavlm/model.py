@@ -358,7 +358,8 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config, has_relative_position_bias=(i == 0))
                                     for i in range(config.num_hidden_layers))
         self.gradient_checkpointing = False
-        # layerdrop draws from this generator when set (pre-training seeds it alike on every rank), else globally
+        # layerdrop draws come from this generator when set (wavlm.train seeds it identically on every rank, so
+        # that all ranks skip the same layers); None = torch's default generator
         self.layerdrop_generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, output_hidden_states: bool = False,
