@@ -103,7 +103,11 @@ def test_corpus_labels_at_the_model_frame_rate(tmp_path):
     manifest, records = tone_corpus(tmp_path / "corpus")
     out = compute_targets(manifest, tmp_path / "targets", 3, n_init=2, sample_fraction=0.5, min_sample_seconds=0)
     targets = load_targets(out)
-    assert targets.clusters == 3 and set(targets.labels) == {r["id"] for r in records}
+    from wavlm.train.data import load_items
+
+    ids = [it.id for it in load_items(manifest)]
+    assert targets.clusters == 3 and set(targets.labels) == set(ids)
+    records = [{**r, "id": uid} for r, uid in zip(records, ids)]  # the loop's item ids, as the labels are keyed
     info = targets.info
     assert info["features"]["kind"] == "mfcc" and info["conv_stride"] == [5, 2, 2, 2, 2, 2, 2]
     assert info["sample_utterances"] == 4 and info["utterances"] == 8
@@ -118,7 +122,7 @@ def test_corpus_labels_at_the_model_frame_rate(tmp_path):
     assert sum(info["counts"]) == info["frames"] and 0 < info["majority_rate"] < 1
     assert not list(out.glob(".*"))  # no rank parts left behind
     # another receptive field: same starts, cut or padded with -100
-    labels = targets.for_frames("u0", len(targets.labels["u0"]) + 2)
+    labels = targets.for_frames(ids[0], len(targets.labels[ids[0]]) + 2)
     assert (labels[-2:] == -100).all()
     with pytest.raises(KeyError, match="no targets for utterance 'nope'"):
         targets.for_frames("nope", 3)
@@ -126,6 +130,10 @@ def test_corpus_labels_at_the_model_frame_rate(tmp_path):
 
 def test_layer_targets_use_the_models_frames(tmp_path):
     manifest, records = tone_corpus(tmp_path / "corpus", n=4)
+    from wavlm.train.data import load_items
+
+    items = load_items(manifest)
+    records = [{**r, "id": it.id} for r, it in zip(records, items)]
     torch.manual_seed(0)
     model = WavLMModel(WavLMConfig(**tiny_kwargs(num_hidden_layers=3)))
     extractor = LayerExtractor(model, layer=2, source="tiny")
@@ -133,7 +141,7 @@ def test_layer_targets_use_the_models_frames(tmp_path):
     full = model.eval()(torch.from_numpy(wav)[None], output_hidden_states=True).hidden_states[2][0]
     assert np.allclose(extractor(wav), full.detach().numpy(), atol=1e-5)  # the truncated stack gives the same
     assert len(model.encoder.layers) == 3
-    out = compute_targets(manifest, tmp_path / "t", 4, extractor, n_init=2, min_sample_seconds=0, backend="torch")
+    out = compute_targets(items, tmp_path / "t", 4, extractor, n_init=2, min_sample_seconds=0, backend="torch")
     targets = load_targets(out)
     assert targets.info["features"] == {"kind": "layer", "model": "tiny", "layer": 2, "normalize": False, "dim": 32}
     for r in records:

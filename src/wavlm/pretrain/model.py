@@ -139,9 +139,30 @@ class WavLMForPreTraining(nn.Module):
         self._frame_mask: torch.Tensor | None = None
         self.wavlm.feature_extractor.register_forward_hook(self._conv_features_hook)
 
+    base_model_prefix = "wavlm"
+    main_input_name = "input_values"
+
     @property
     def config(self) -> WavLMConfig:
         return self.wavlm.config
+
+    @property
+    def base_model(self) -> WavLMModel:
+        return self.wavlm
+
+    @property
+    def device(self) -> torch.device:
+        return self.wavlm.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.wavlm.dtype
+
+    def freeze_feature_encoder(self) -> None:
+        self.wavlm.freeze_feature_encoder()
+
+    def gradient_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
+        self.wavlm.gradient_checkpointing_enable(*args, **kwargs)
 
     def frames(self, num_samples: int | torch.Tensor) -> Any:
         """Frames the conv stack gives for `num_samples` samples (int or (B,) tensor)."""

@@ -331,26 +331,28 @@ def _barrier(joined: bool) -> None:
         tdist.barrier()
 
 
-def compute_targets(manifest: str | os.PathLike, out_dir: str | os.PathLike, clusters: int,
+def compute_targets(data: str | os.PathLike | Sequence[Any], out_dir: str | os.PathLike, clusters: int,
                     extractor: Callable[[np.ndarray], np.ndarray] | None = None, *, sample_fraction: float = 0.1,
                     min_sample_seconds: float = 600.0, backend: str = "sklearn", seed: int = 0, n_init: int = 20,
                     max_iter: int = 100, device: str | torch.device = "cpu",
                     log: Callable[[str], None] | None = None) -> Path:
-    """Features of every utterance of `manifest` (MFCC when `extractor` is None), k-means with `clusters`
+    """Features of every utterance of `data` (a JSONL manifest, lhotse cuts file or audio folder, read as the
+    training loop reads it, or a list of its Items; MFCC when `extractor` is None), k-means with `clusters`
     clusters over a random sample (`sample_fraction` of the utterances, and at least `min_sample_seconds` of audio
-    when the corpus has it), and labels for all utterances, written to `out_dir` (see the module docstring).
+    when the corpus has it), and labels for all utterances keyed by the loop's item ids, written to `out_dir`
+    (see the module docstring).
 
     Under torchrun (RANK / WORLD_SIZE set, gloo process group) each rank extracts its share; rank 0 fits and
     merges. Returns out_dir."""
-    from wavlm.audio import load_audio
     from wavlm.cli.dist import dist_info, join_process_group, shard
-    from wavlm.synth.manifest import read_manifest, resolve
+    from wavlm.train.data import load_items
 
-    manifest = Path(manifest)
+    source = str(data) if isinstance(data, (str, os.PathLike)) else "items"
+    items = load_items(data) if isinstance(data, (str, os.PathLike)) else list(data)
     out = Path(out_dir)
-    records = read_manifest(manifest)
+    records = [{"id": it.id, "duration": it.duration} for it in items]
     if not records:
-        raise ValueError(f"{manifest} has no entries")
+        raise ValueError(f"{source} has no entries")
     extractor = MfccExtractor() if extractor is None else extractor
     if not 0.0 < sample_fraction <= 1.0:
         raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
@@ -363,8 +365,7 @@ def compute_targets(manifest: str | os.PathLike, out_dir: str | os.PathLike, clu
     t0 = time.perf_counter()
 
     def features_of(i: int) -> np.ndarray:
-        wav, _ = load_audio(resolve(manifest, records[i]["audio"]), sampling_rate=SAMPLE_RATE)
-        return extractor(wav)
+        return extractor(items[i].audio())
 
     durations = [float(r.get("duration", 0.0) or 0.0) for r in records]
     sample = _sample(records, sample_fraction, min_sample_seconds, seed)
@@ -410,7 +411,8 @@ def compute_targets(manifest: str | os.PathLike, out_dir: str | os.PathLike, clu
         for _, line in merged:
             counts += np.bincount(np.array(json.loads(line)["labels"].split(), dtype=np.int64), minlength=clusters)
         geometry = extractor.geometry
-        info = {"clusters": clusters, "features": extractor.description, "manifest": str(manifest.resolve()),
+        info = {"clusters": clusters, "features": extractor.description,
+                "data": str(Path(source).resolve()) if source != "items" else source,
                 "sample_rate": SAMPLE_RATE, "frame_stride": geometry.stride, "conv_kernel": list(geometry.kernels),
                 "conv_stride": list(geometry.strides), "utterances": len(records), "frames": int(counts.sum()),
                 "sample_utterances": len(sample), "kmeans": {"backend": backend, "seed": seed, "n_init": n_init,

@@ -217,7 +217,7 @@ def _run(task, source, train_items, valid_items, o, ctx, out, log, callback) -> 
         if saved["world_size"] != ctx.world_size:
             raise ValueError(f"--resume: the run was written by {saved['world_size']} rank(s); resume it with as many "
                              f"(this run has {ctx.world_size})")
-        checkpoint.load_weights(model, out / "last")
+        getattr(task, "load_weights", checkpoint.load_weights)(model, out / "last")  # pre-training: + head
         optimizer.load_state_dict(saved["optimizer"])
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
