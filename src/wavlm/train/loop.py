@@ -49,7 +49,7 @@ class TrainOptions:
     clip_norm: float | None = 1.0
     precision: str = "auto"  # auto (bf16 where native, fp16 + scaler on CUDA without bf16, else fp32) | fp32 | bf16 | fp16
     # what trains: the conv feature encoder is frozen unless told; the whole encoder for the first N steps
-    freeze_feature_encoder: bool = True
+    freeze_feature_encoder: bool | None = None  # None: frozen for a pretrained source, trained from a config.json
     freeze_encoder_steps: int = 0
     # regularisation written into the model's config (None keeps the source's value)
     mask_time_prob: float | None = None
@@ -180,7 +180,8 @@ def _run(task, source, train_items, valid_items, o, ctx, out, log, callback) -> 
     model = task.build_model(source, _config_overrides(o))
     train_items, valid_items = task.check_fit(train_items, valid_items)
     model.to(ctx.device)
-    if o.freeze_feature_encoder:
+    scratch = Path(source).suffix == ".json"
+    if o.freeze_feature_encoder or (o.freeze_feature_encoder is None and not scratch):
         model.freeze_feature_encoder()
     if o.activation_checkpointing:
         model.gradient_checkpointing_enable()
