@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -209,6 +210,11 @@ def _run(task, source, train_items, valid_items, o, ctx, out, log, callback) -> 
         f"({sampler.steps_per_epoch(0)} per epoch), {ctx.world_size} rank(s) on {ctx.device}, "
         f"precision {str(amp_dtype).replace('torch.', '') if amp_dtype else 'float32'}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+
+    # ---- random streams of this rank (dropout, SpecAugment): seeded per rank, restored on resume
+    torch.manual_seed(o.seed + 1 + ctx.rank)
+    np.random.seed((o.seed + 1 + ctx.rank) % 2**32)
+    random.seed(o.seed + 1 + ctx.rank)
 
     # ---- state, possibly resumed
     state = {"step": 0, "epoch": 0, "epoch_step": 0, "best": None, "best_step": None, "skipped_steps": 0,
