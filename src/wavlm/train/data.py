@@ -140,7 +140,8 @@ def load_items(source: str | os.PathLike | Any) -> list[Item]:
 
 def bucket_batches(durations: Sequence[float], max_seconds: float, num_buckets: int = 10, shuffle: bool = True,
                    seed: int = 0, epoch: int = 0) -> list[list[int]]:
-    """Batches of item indices: items sorted by duration into `num_buckets` buckets of equal count; each bucket
+    """Batches of item indices: items sorted by duration into buckets of equal count (`num_buckets`, but no more
+    than the data's total seconds / max_seconds, so that a bucket fills at least one batch); each bucket
     (shuffled when `shuffle`) packed greedily so that a batch's padded length, len(batch) * its longest duration,
     stays within `max_seconds` (an item longer than that alone is a batch of one); the batch order is shuffled.
     The result depends only on (durations, max_seconds, num_buckets, shuffle, seed, epoch)."""
@@ -151,7 +152,8 @@ def bucket_batches(durations: Sequence[float], max_seconds: float, num_buckets: 
     rng = np.random.default_rng([seed, epoch])
     order = np.argsort(np.asarray(durations, dtype=np.float64), kind="stable")
     batches: list[list[int]] = []
-    for bucket in np.array_split(order, min(num_buckets, max(len(order), 1))):
+    fill = int(float(np.sum(durations)) // max_seconds)
+    for bucket in np.array_split(order, max(1, min(num_buckets, fill, len(order)))):
         if shuffle:
             bucket = rng.permutation(bucket)
         batch: list[int] = []

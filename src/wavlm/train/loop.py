@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,7 @@ class TrainOptions:
     clip_norm: float | None = 1.0
     precision: str = "auto"  # auto (bf16 where native, fp16 + scaler on CUDA without bf16, else fp32) | fp32 | bf16 | fp16
     # what trains: the conv feature encoder is frozen unless told; the whole encoder for the first N steps
-    freeze_feature_encoder: bool = True
+    freeze_feature_encoder: bool | None = None  # None: frozen for a pretrained source, trained from a config.json
     freeze_encoder_steps: int = 0
     # regularisation written into the model's config (None keeps the source's value)
     mask_time_prob: float | None = None
@@ -180,7 +181,8 @@ def _run(task, source, train_items, valid_items, o, ctx, out, log, callback) -> 
     model = task.build_model(source, _config_overrides(o))
     train_items, valid_items = task.check_fit(train_items, valid_items)
     model.to(ctx.device)
-    if o.freeze_feature_encoder:
+    scratch = Path(source).suffix == ".json"
+    if o.freeze_feature_encoder or (o.freeze_feature_encoder is None and not scratch):
         model.freeze_feature_encoder()
     if o.activation_checkpointing:
         model.gradient_checkpointing_enable()
@@ -208,6 +210,11 @@ def _run(task, source, train_items, valid_items, o, ctx, out, log, callback) -> 
         f"({sampler.steps_per_epoch(0)} per epoch), {ctx.world_size} rank(s) on {ctx.device}, "
         f"precision {str(amp_dtype).replace('torch.', '') if amp_dtype else 'float32'}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+
+    # ---- random streams of this rank (dropout, SpecAugment): seeded per rank, restored on resume
+    torch.manual_seed(o.seed + 1 + ctx.rank)
+    np.random.seed((o.seed + 1 + ctx.rank) % 2**32)
+    random.seed(o.seed + 1 + ctx.rank)
 
     # ---- state, possibly resumed
     state = {"step": 0, "epoch": 0, "epoch_step": 0, "best": None, "best_step": None, "skipped_steps": 0,

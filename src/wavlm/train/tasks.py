@@ -502,8 +502,8 @@ class FramesTask(Task):
             start = (it.duration - t1) / 2 if it.duration > limit else 0.0  # the centre crop collate takes
             for s, e, spk in it.turns:
                 if e > start and s < start + t1:
-                    ref_turns.append(Turn(it.id, max(s, start) - start, min(e, start + t1) - max(s, start), spk))
-            hyp_turns += [Turn(it.id, s, e - s, spk) for s, e, spk in hyp[it.id]]
+                    ref_turns.append(Turn(max(s, start) - start, min(e, start + t1) - start, spk, it.id))
+            hyp_turns += [Turn(s, e, spk, it.id) for s, e, spk in hyp[it.id]]
         return {"der": diarization_error_rate(ref_turns, hyp_turns)["der"]}
 
 
