@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "WavLMForSequenceClassification": "heads",
     "WavLMForAudioFrameClassification": "heads",
     "WavLMForXVector": "heads",
+    "WavLMForPreTraining": "pretrain.model",
     "WavLMBaseModelOutput": "outputs",
     "Wav2Vec2BaseModelOutput": "outputs",
     "CausalLMOutput": "outputs",

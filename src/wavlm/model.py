@@ -255,6 +255,9 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config, has_relative_position_bias=(i == 0))
                                     for i in range(config.num_hidden_layers))
         self.gradient_checkpointing = False
+        # layerdrop draws come from this generator when set (wavlm.train seeds it identically on every rank, so
+        # that all ranks skip the same layers); None = torch's default generator
+        self.layerdrop_generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, attention_block_size: int | None = None,
@@ -286,7 +289,7 @@ class Encoder(nn.Module):
         for i, layer in enumerate(self.layers):
             # Layer 0 is never dropped (HF PR #14811); a dropped layer repeats its input in hidden_states so that
             # the weighted layer sum always sees num_hidden_layers + 1 states.
-            if i > 0 and layerdrop > 0.0 and bool(torch.rand([]) < layerdrop):
+            if i > 0 and layerdrop > 0.0 and bool(torch.rand([], generator=self.layerdrop_generator) < layerdrop):
                 if hidden_states is not None:
                     hidden_states.append(x)
                 continue

@@ -17,7 +17,8 @@ import sys
 from typing import Sequence
 
 # the subcommands, in the order `wavlm --help` lists them: module wavlm.cli.<name> each
-COMMANDS = ("embed", "transcribe", "classify", "verify", "diarize", "convert", "export", "info", "synth")
+COMMANDS = ("embed", "transcribe", "classify", "verify", "diarize", "convert", "export", "info", "synth",
+            "finetune", "pretrain")
 
 EPILOG = """inputs: audio files, folders (searched recursively for audio extensions) or JSONL manifests (one
 {"audio": path, "id": optional} object per line). Output (-o): omitted = stdout; a file with a run format's
