@@ -59,10 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     from wavlm.cli.report import OutputError, UsageError
+    from wavlm.kernels import KernelConfigError
 
     try:
         return int(args.handler(args))
-    except UsageError as e:
+    except (UsageError, KernelConfigError) as e:
         print(f"wavlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OutputError as e:

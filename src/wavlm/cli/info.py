@@ -15,11 +15,19 @@ RUNS_MODEL = False
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", required=True)
+    p.add_argument("--model", "-m", help="the checkpoint to summarise (required unless --system)")
+    p.add_argument("--system", action="store_true",
+                   help="the machine as the kernels see it: CPU model, ISA, threads, library versions, kernel plan")
     p.add_argument("--json", action="store_true", help="as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.system:
+        sys.stdout.write(format_system(system_report(), args.json))
+        if args.model is None:
+            return 0
+    if args.model is None:
+        raise UsageError("wavlm info needs --model/-m (or --system for the machine and kernel plan)")
     info = model_info(args.model)
     sys.stdout.write(json.dumps(info, indent=1) + "\n" if args.json else format_info(info))
     return 0
@@ -86,4 +94,25 @@ def format_info(info: dict[str, Any]) -> str:
         elif isinstance(v, float):
             v = f"{v:g}"
         lines.append(f"{k:<{width}}  {v}")
+    return "\n".join(lines) + "\n"
+
+
+def system_report() -> dict[str, Any]:
+    """wavlm.kernels.system_info() with each plan as (device, dtype, [(operation, kernel, reason)])."""
+    from wavlm import kernels
+
+    info = kernels.system_info()
+    info["plans"] = [{"plan": str(p).splitlines()[0].rstrip(":"),
+                      "kernels": [{"operation": c.operation, "kernel": c.kernel, "reason": c.reason} for c in p]}
+                     for p in info["plans"]]
+    return info
+
+
+def format_system(info: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(info, indent=1) + "\n"
+    lines = [f"{key}: {value}" for key, value in info.items() if key != "plans"]
+    for p in info["plans"]:
+        lines.append(p["plan"] + ":")
+        lines += [f"  {c['operation']:<10} {c['kernel']:<8} {c['reason']}" for c in p["kernels"]]
     return "\n".join(lines) + "\n"
