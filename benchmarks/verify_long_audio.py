@@ -35,7 +35,7 @@ def base_model(seed: int = 0):
 
 
 def equality(seconds: float, model, with_transformers: bool) -> list[str]:
-    from wavlm.attention import choose_block_size
+    from wavlm.kernels.attention import block_size
     lines = []
     generator = torch.Generator().manual_seed(int(seconds))
     long, short = int(seconds * SR), int(seconds * SR * 0.8)
@@ -47,7 +47,7 @@ def equality(seconds: float, model, with_transformers: bool) -> list[str]:
     with torch.inference_mode():
         for name, values, attention_mask in (("1 utterance", single, None), ("padded batch of 2", batch, mask)):
             frames = model._get_feat_extract_output_lengths(long)
-            auto = choose_block_size(values.shape[0], model.config.num_attention_heads, frames, 4)
+            auto = block_size(torch.empty(values.shape[0], frames, model.config.hidden_size), model.config.num_attention_heads)
             start = time.perf_counter()
             full = model(values, attention_mask=attention_mask, attention_block_size=0).last_hidden_state
             full_s = time.perf_counter() - start

@@ -9,33 +9,51 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-NORMS = (nn.LayerNorm, nn.GroupNorm)
-
-
 # ------------------------------------------------------------------------------------------------ bfloat16
-def _inputs_to_fp32(module: nn.Module, args: tuple) -> tuple:
-    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+class Fp32LayerNorm(nn.LayerNorm):
+    """LayerNorm that keeps float32 weights and normalises in float32 whatever its input's dtype (unilm's
+    Fp32LayerNorm); the output has the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps).to(x.dtype)
 
 
-def _output_to_model_dtype(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output.to(module.compute_dtype)
+class Fp32GroupNorm(nn.GroupNorm):
+    """GroupNorm that keeps float32 weights and normalises in float32 whatever its input's dtype (unilm's
+    Fp32GroupNorm); the output has the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+
+
+FP32_NORMS = {nn.LayerNorm: Fp32LayerNorm, nn.GroupNorm: Fp32GroupNorm}
 
 
 def to_bfloat16(model: nn.Module) -> nn.Module:
-    """Cast `model` in place to bfloat16, except LayerNorm/GroupNorm: they keep fp32 weights and normalise in fp32
-    (input cast up, output cast back), as unilm's Fp32LayerNorm/Fp32GroupNorm do. Returns the model.
+    """Cast `model` in place to bfloat16, except its LayerNorm/GroupNorm modules: they become Fp32LayerNorm /
+    Fp32GroupNorm (same parameters and names) with float32 weights, as unilm's models do. Returns the model.
 
-    Feed it fp32 or bf16 waveforms: the first convolution casts to the weights' dtype. Outputs are bfloat16."""
-    model.to(torch.bfloat16)
+    Give it float32 weights (the norms keep them unrounded); feed it fp32 or bf16 waveforms (the first convolution
+    casts to the weights' dtype); outputs are bfloat16. On a CPU without native bfloat16 (wavlm.kernels.plan says
+    why, e.g. an AVX2-only CPU), where bfloat16 runs about 100x slower than float32, it warns once and returns the
+    model in float32 instead."""
+    from wavlm import kernels
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    choice = kernels.plan(device, torch.bfloat16)["bfloat16"]
+    if choice.kernel != "native":
+        kernels.warn_once(f"bfloat16 requested, running float32 instead: {choice.reason}")
+        return model.float()
+    norms = [m for m in model.modules() if type(m) in FP32_NORMS or isinstance(m, (Fp32LayerNorm, Fp32GroupNorm))]
+    for norm in norms:
+        norm.__class__ = FP32_NORMS.get(type(norm), type(norm))
+    keep = {id(m) for m in norms}
     for module in model.modules():
-        if isinstance(module, NORMS) and not getattr(module, "_fp32_norm", False):
-            module.float()
-            module.compute_dtype = torch.bfloat16
-            module.register_forward_pre_hook(_inputs_to_fp32)
-            module.register_forward_hook(_output_to_model_dtype)
-            module._fp32_norm = True
+        dtype = torch.float32 if id(module) in keep else torch.bfloat16
+        module._apply(lambda t, dtype=dtype: t.to(dtype) if t.is_floating_point() else t, recurse=False)
     return model
 
 

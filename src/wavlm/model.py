@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from wavlm.attention import (ONEDNN_ACTIVATIONS, Attention, DerivedTensors, apply_linear, choose_block_size,
-                             linear, onednn_activation, position_bias_rows, position_bias_table, use_onednn)
+from wavlm import kernels
+from wavlm.attention import Attention, position_bias_rows, position_bias_table
 from wavlm.config import ACTIVATIONS, WavLMConfig
-from wavlm.frames import conv_output_lengths, frame_stride, receptive_field
+from wavlm.frames import conv_output_lengths
 from wavlm.masking import compute_mask_indices
 from wavlm.outputs import WavLMBaseModelOutput
 
@@ -40,16 +40,6 @@ def activation(name: str) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------- conv feature encoder
-# Above this many bytes of first-layer output (about 80 s of audio in fp32), inference runs the conv stack in
-# chunks: its activations at 16 kHz are ~60x larger than the transformer's. Chunks cost time (the first layer runs
-# twice to gather GroupNorm statistics), so they are kept for inputs that would not fit otherwise.
-CONV_CHUNK_BYTES = 512 * 2**20
-# First-layer output of one such chunk (about 10 s of audio).
-CONV_PIECE_BYTES = 64 * 2**20
-# Above this many bytes of first-layer output (about 10 s of audio), inference runs the later conv layers in chunks.
-TAIL_CHUNK_BYTES = 64 * 2**20
-
-
 class ConvLayer(nn.Module):
     """Conv1d -> optional norm -> activation. Norm: GroupNorm(C, C) on layer 0 only ("group") or LayerNorm over
     channels on every layer ("layer")."""
@@ -66,56 +56,20 @@ class ConvLayer(nn.Module):
         elif self.norm_kind == "group":
             self.layer_norm = nn.GroupNorm(out_channels, out_channels, affine=True)
         self.activation = activation(config.feat_extract_activation)
-        self.activation_name = config.feat_extract_activation
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None,
                 stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """x (B, C_in, N) -> (B, C_out, T). `valid` (B, 1, T) restricts GroupNorm statistics to real frames;
-        `stats` (mean, var), each (B, C, 1), replaces them (a chunk of a longer input normalised as a whole).
-
-        Convolutions stay channels-first: oneDNN's channels-last kernels are faster here but sum in another order,
-        which moved conv features by up to 1e-5 from transformers (whose nn.Conv1d runs the same channels-first
-        kernel as this, so the numbers match)."""
-        if self.norm_kind is None and self.activation_name in ONEDNN_ACTIVATIONS and use_onednn(x, self.conv.weight):
-            return torch.ops.mkldnn._convolution_pointwise(  # activation fused into the convolution
-                x.contiguous(), self.conv.weight, self.conv.bias, self.conv.padding, self.conv.stride,
-                self.conv.dilation, 1, *onednn_activation(self.activation_name))
-        y = self.convolve(x)
+        `stats` (mean, var), each (B, C, 1), replaces them (a chunk of a longer input normalised as a whole)."""
+        fast = kernels.conv_layer(self, x, valid, stats)  # CPU inference: oneDNN, activation fused or in place
+        if fast is not None:
+            return fast
+        y = self.conv(x)
         if self.norm_kind == "layer":
             y = self.layer_norm(y.transpose(1, 2)).transpose(1, 2)
-        elif self.norm_kind == "group" and stats is not None:
-            norm, dtype = self.layer_norm, y.dtype
-            mean, var = stats
-            y = (y.to(mean.dtype) - mean) * torch.rsqrt(var + norm.eps)
-            y = (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
-        elif self.norm_kind == "group" and valid is None and not torch.is_grad_enabled():
-            return self.group_norm_activation_(y)
         elif self.norm_kind == "group":
-            y = self.layer_norm(y) if valid is None else masked_group_norm(y, valid, self.layer_norm)
+            y = group_norm(y, self.layer_norm, valid, stats)
         return self.activation(y)
-
-    def group_norm_activation_(self, y: torch.Tensor) -> torch.Tensor:
-        """GroupNorm (one channel per group) and the activation, in place on y (B, C, T): the first layer's output is
-        the largest activation of the model (20 MB per second of audio), and inference needs only one copy of it."""
-        norm = self.layer_norm
-        var, mean = torch.var_mean(y.to(statistics_dtype(norm.weight)), dim=-1, keepdim=True, correction=0)
-        scale = torch.rsqrt(var + norm.eps) * norm.weight[:, None]
-        y.mul_(scale.to(y.dtype)).add_((norm.bias[:, None] - mean * scale).to(y.dtype))
-        if self.activation_name == "gelu":
-            return torch.ops.aten.gelu_(y)
-        return torch.relu_(y) if self.activation_name == "relu" else self.activation(y)
-
-    def convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution alone, (B, C_in, N) -> (B, C_out, T)."""
-        if self.conv.in_channels == 1:
-            # A 1-channel conv is a matrix product over strided frames of the waveform: far faster than Conv1d with
-            # 512 output channels on CPU, and the same numbers. W (C, k) @ frames (B, k, T) is (B, C, T) directly.
-            kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
-            frames = x[:, 0].unfold(-1, kernel, stride)  # (B, T, k)
-            weight = self.conv.weight[:, 0]
-            y = torch.bmm(weight.expand(x.shape[0], *weight.shape), frames.transpose(1, 2))  # writes (B, C, T)
-            return y if self.conv.bias is None else y + self.conv.bias[:, None]
-        return self.conv(x)
 
 
 def statistics_dtype(weight: torch.Tensor) -> torch.dtype:
@@ -124,16 +78,31 @@ def statistics_dtype(weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(weight.dtype, torch.float32)
 
 
-def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """Per-channel normalisation over valid time steps only (GroupNorm with one channel per group), computed in
-    float32 (or float64 for a float64 model) whatever the model's dtype; the result has x's dtype."""
+def group_norm(x: torch.Tensor, norm: nn.GroupNorm, valid: torch.Tensor | None = None,
+               stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """GroupNorm with one channel per group over x (B, C, T): statistics over the real frames `valid` (B, 1, T) only,
+    or given as `stats` (mean, var), computed in float32 (or float64 for a float64 model) whatever the model's
+    dtype; the result has x's dtype. Compiled, it is written out rather than nn.GroupNorm: torch 2.13's inductor
+    miscompiles GroupNorm(C, C) + GELU into a kernel that corrupts the heap."""
+    if valid is None and stats is None and not torch.compiler.is_compiling():
+        return norm(x)  # parity: transformers' nn.GroupNorm, the same values and gradients
     dtype, x = x.dtype, x.to(statistics_dtype(norm.weight))
-    valid = valid.to(x.dtype)
-    count = valid.sum(-1, keepdim=True).clamp(min=1)
-    mean = (x * valid).sum(-1, keepdim=True) / count
-    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+    if stats is not None:
+        mean, var = stats
+    elif valid is None:
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+    else:
+        valid = valid.to(x.dtype)
+        count = valid.sum(-1, keepdim=True).clamp(min=1)
+        mean = (x * valid).sum(-1, keepdim=True) / count
+        var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
     y = (x - mean) * torch.rsqrt(var + norm.eps)
     return (y * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
+
+
+def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """group_norm over the real frames `valid` (B, 1, T) only."""
+    return group_norm(x, norm, valid)
 
 
 class ConvFeatureEncoder(nn.Module):
@@ -155,45 +124,22 @@ class ConvFeatureEncoder(nn.Module):
                 chunk_frames: int | None = None) -> torch.Tensor:
         """wav (B, N) float; lengths (B,) valid samples, used only for padding-invariant GroupNorm.
 
-        `chunk_frames`: output frames per chunk; None chunks automatically when the first layer's output would
-        exceed CONV_CHUNK_BYTES (long audio, inference), 0 never. Chunks overlap by the receptive field, so the
-        result is the same as in one piece; the first layer's GroupNorm statistics are gathered in a first pass."""
+        `chunk_frames`: output frames per chunk; None chunks automatically when the first layer's output would be
+        too large (long audio, inference), 0 never. Chunks overlap by the receptive field, so the result is the same
+        as in one piece; the first layer's GroupNorm statistics are gathered in a first pass."""
         x = wav[:, None].to(self.conv_layers[0].conv.weight.dtype)  # fp32 audio into a bfloat16 model
         if self._requires_grad and self.training:
             x.requires_grad_(True)  # lets gradient checkpointing of the first layer propagate
-        frames = conv_output_lengths(x.shape[-1], self.kernels, self.strides)  # python int (or SymInt)
-        if chunk_frames is None and not (self.training or torch.compiler.is_exporting()):
-            first = x.shape[0] * (x.shape[-1] // self.strides[0]) * self.conv_layers[0].conv.out_channels
-            if first * x.element_size() > CONV_CHUNK_BYTES:
-                chunk_frames = max(1, CONV_PIECE_BYTES // (first * x.element_size() // frames))
-        if chunk_frames and chunk_frames < frames:
-            return self.chunked(x, lengths, chunk_frames, frames)
+        chunked = kernels.conv_stack(self, x, lengths, chunk_frames)  # long inputs: overlapping time chunks
+        if chunked is not None:
+            return chunked
         for i, layer in enumerate(self.conv_layers):
             valid = self.valid_frames(lengths, i, x.shape[-1]) if layer.norm_kind == "group" else None
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, valid, use_reentrant=False)
             else:
                 x = layer(x, valid)
-            if i == 0 and not torch.is_grad_enabled() and x.numel() * x.element_size() > TAIL_CHUNK_BYTES:
-                return self.tail_chunked(x)
         return x
-
-    def tail_chunked(self, x: torch.Tensor) -> torch.Tensor:
-        """Layers 1.. over overlapping time chunks of layer 0's output x (B, C, L). They have no statistics over
-        time, so each chunk gives exactly its part of the result; oneDNN then copies a chunk, not the whole input,
-        into its blocked layout (at 60 s that copy alone was 375 MB)."""
-        kernels, strides = self.kernels[1:], self.strides[1:]
-        hop, field = frame_stride(strides), receptive_field(kernels, strides)
-        frames = conv_output_lengths(x.shape[-1], kernels, strides)
-        chunk = max(1, TAIL_CHUNK_BYTES // 2 // (x.shape[0] * x.shape[1] * hop * x.element_size()))
-        pieces = []
-        for start in range(0, frames, chunk):
-            end = min(start + chunk, frames)
-            y = x[..., start * hop:(end - 1) * hop + field]
-            for layer in self.conv_layers[1:]:
-                y = layer(y)
-            pieces.append(y)
-        return torch.cat(pieces, dim=-1)
 
     def valid_frames(self, lengths: torch.Tensor | None, index: int, in_samples: int) -> torch.Tensor | None:
         """(B, 1, T) True for layer `index`'s output frames that come from real samples, or None."""
@@ -202,38 +148,6 @@ class ConvFeatureEncoder(nn.Module):
         out_lengths = conv_output_lengths(lengths, self.kernels[:index + 1], self.strides[:index + 1])
         out_frames = conv_output_lengths(in_samples, self.kernels[index:index + 1], self.strides[index:index + 1])
         return (torch.arange(out_frames, device=lengths.device) < out_lengths[:, None])[:, None, :]
-
-    def chunked(self, x: torch.Tensor, lengths: torch.Tensor | None, chunk: int, frames: int) -> torch.Tensor:
-        """The conv stack over `chunk` output frames at a time (memory linear in the chunk, not the input)."""
-        hop, field = frame_stride(self.strides), receptive_field(self.kernels, self.strides)
-        first = self.conv_layers[0]
-        stats = None
-        if first.norm_kind == "group":  # pass 1: per-channel mean and variance of the first conv's whole output
-            kernel, stride = self.kernels[0], self.strides[0]
-            total = conv_output_lengths(x.shape[-1], (kernel,), (stride,))
-            valid = self.valid_frames(lengths, 0, x.shape[-1])
-            step = chunk * hop // stride
-            sums = squares = counts = 0.0
-            for start in range(0, total, step):
-                end = min(start + step, total)
-                y = first.convolve(x[..., start * stride:(end - 1) * stride + kernel]).double()
-                weight = 1.0 if valid is None else valid[..., start:end].double()
-                sums = sums + (y * weight).sum(-1, keepdim=True)
-                squares = squares + (y * y * weight).sum(-1, keepdim=True)
-                counts = counts + (torch.tensor(float(end - start)) if valid is None else weight.sum(-1, True))
-            counts = torch.as_tensor(counts, dtype=torch.float64).clamp(min=1)
-            mean = sums / counts
-            var = (squares / counts - mean * mean).clamp(min=0)
-            dtype = statistics_dtype(first.layer_norm.weight)
-            stats = (mean.to(dtype), var.to(dtype))
-        pieces = []
-        for start in range(0, frames, chunk):
-            end = min(start + chunk, frames)
-            y = x[..., start * hop:(end - 1) * hop + field]
-            for i, layer in enumerate(self.conv_layers):
-                y = layer(y, None, stats if i == 0 else None)
-            pieces.append(y)
-        return torch.cat(pieces, dim=-1)
 
 
 class FeatureProjection(nn.Module):
@@ -271,31 +185,19 @@ class PositionalConvEmbedding(nn.Module):
             self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel % 2 == 0 else 0  # an even kernel with padding k//2 yields one extra frame
         self.activation = activation(config.feat_extract_activation)
-        self.activation_name = config.feat_extract_activation
-        self._weight = DerivedTensors()  # inference cache of the normalised weight
-
-    def weight(self, x: torch.Tensor) -> torch.Tensor:
-        """The weight-normalised kernel; in inference computed once per change of g or v instead of every call."""
-        if not use_onednn(x, self.conv.parametrizations.weight.original1):
-            return self.conv.weight
-        params = self.conv.parametrizations.weight
-        return self._weight.get([params.original0, params.original1], lambda: self.conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C)"""
-        conv = self.conv
         x = x.transpose(1, 2)
-        weight = self.weight(x)
-        if self.activation_name in ONEDNN_ACTIVATIONS and use_onednn(x, weight):
-            y = torch.ops.mkldnn._convolution_pointwise(x.contiguous(), weight, conv.bias, conv.padding, conv.stride,
-                                                        conv.dilation, conv.groups,
-                                                        *onednn_activation(self.activation_name))
-            return (y[:, :, :-self.trim] if self.trim else y).transpose(1, 2)
-        # parity: trim before the activation, as transformers does (same values, and the same gradient numerics)
-        y = conv._conv_forward(x, weight, conv.bias)
-        if self.trim:
+        weight = self.conv.weight  # weight norm: g * v / |v|, computed per call
+        y = kernels.conv_activation(self.conv, x, self.activation, weight)  # CPU inference: activation fused
+        if y is None:
+            # parity: trim before the activation, as transformers does (same values, and the same gradient numerics)
+            y = self.conv._conv_forward(x, weight, self.conv.bias)
+            y = self.activation(y[:, :, :y.shape[-1] - self.trim])
+        elif self.trim:
             y = y[:, :, :-self.trim]
-        return self.activation(y).transpose(1, 2)
+        return y.transpose(1, 2)
 
 
 class FeedForward(nn.Module):
@@ -306,16 +208,11 @@ class FeedForward(nn.Module):
         self.intermediate_act_fn = activation(config.hidden_act)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.output_dropout = nn.Dropout(config.hidden_dropout)
-        self.fused_activation = config.hidden_act if config.hidden_act in ONEDNN_ACTIVATIONS else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense = self.intermediate_dense
-        if type(dense) is nn.Linear and self.fused_activation is not None:
-            x = linear(x, dense.weight, dense.bias, self.fused_activation)  # activation fused into the product
-        else:
-            x = self.intermediate_act_fn(dense(x))
+        x = kernels.linear(self.intermediate_dense, x, self.intermediate_act_fn)  # CPU inference: activation fused
         x = self.intermediate_dropout(x)
-        return self.output_dropout(apply_linear(self.output_dense, x))
+        return self.output_dropout(kernels.linear(self.output_dense, x))
 
 
 class EncoderLayer(nn.Module):
@@ -378,9 +275,8 @@ class Encoder(nn.Module):
         batch, frames, _ = x.shape
         heads = self.config.num_attention_heads
         block_size = attention_block_size
-        if block_size is None:
-            onednn = not output_attentions and use_onednn(x, x)  # eager CPU inference in fp32/bf16
-            block_size = choose_block_size(batch, heads, frames, x.element_size(), onednn)
+        if block_size is None:  # one piece for short inputs; query blocks for long ones or a blockwise kernel
+            block_size = kernels.block_size(x, heads, output_attentions)
         elif block_size == 0 or block_size >= frames:  # 0: never split (no shape test, for export)
             block_size = None
         table = position_bias_table(self.layers[0].attention.rel_attn_embed, frames, self.config.num_buckets,

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import make_vocab, tiny_kwargs  # noqa: E402
+from conftest import make_vocab, require_tool, tiny_kwargs  # noqa: E402
 
 SENTENCES = {
     "alpha": "hello world, this is a test of the speech model",
@@ -37,8 +37,7 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
 
 def make_speech(folder: Path) -> dict[str, Path]:
     """Three espeak-ng utterances (22.05 kHz, in a sub-folder for one) and one flite utterance (8 kHz)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    require_tool("espeak-ng", "speech for the CLI tests")
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for i, (name, text) in enumerate(SENTENCES.items()):

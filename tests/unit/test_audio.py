@@ -1,7 +1,6 @@
 """load_audio on files written in the test: every soundfile format, int PCM, speech from espeak-ng, and errors."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from wavlm import AudioLoadError, load_audio
+from conftest import skip_without
 
 TONE_HZ = 440.0
 
@@ -54,7 +54,7 @@ def test_int16_8k_is_scaled_and_upsampled(tmp_path):
         assert len(load_audio(f, sampling_rate=None)[0]) == 16000
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@skip_without("espeak-ng")
 def test_espeak_utterance(tmp_path):
     path = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(path), "hello world, this is a test"], check=True, capture_output=True)

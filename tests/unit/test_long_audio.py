@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import wavlm
-from wavlm.attention import choose_block_size, position_bias_rows, position_bias_table, relative_position_buckets
+from wavlm.attention import position_bias_rows, position_bias_table, relative_position_buckets
+from wavlm.kernels.attention import block_size
 from conftest import tiny_kwargs
 
 
@@ -58,15 +59,17 @@ def test_blockwise_attention_with_weights_requested(variant):
         assert (a - b).abs().max() <= 1e-6
 
 
-def test_block_size_is_chosen_above_the_memory_budget():
-    assert choose_block_size(1, 12, 499, 4) is None  # 10 s of base: full attention
-    rows = choose_block_size(1, 12, 30000, 4)  # 10 min of base: blocks
+def test_block_size_is_chosen_above_the_memory_budget(monkeypatch):
+    monkeypatch.setenv("WAVLM_KERNELS", "attention=sdpa")  # SDPA splits by memory; the oneDNN kernel always does
+    frames = lambda batch, n: torch.empty(batch, n, 1)  # (B, T, C): only B, T and the dtype matter
+    assert block_size(frames(1, 499), 12) is None  # 10 s of base: full attention
+    rows = block_size(frames(1, 30000), 12)  # 10 min of base: blocks
     assert rows is not None and 16 <= rows < 30000
-    assert choose_block_size(8, 12, 30000, 4) <= rows
+    assert block_size(frames(8, 30000), 12) <= rows
 
 
 def test_automatic_choice_uses_blocks_and_agrees(variant, monkeypatch):
-    import wavlm.attention as attention
+    import wavlm.kernels.attention as attention
     m = model(variant)
     values, mask = padded_batch()
     with torch.no_grad():
@@ -96,17 +99,16 @@ def test_chunked_conv_encoder_equals_one_piece(variant, chunk, masked_norm):
 
 
 def test_long_input_chunks_conv_automatically(variant, monkeypatch):
-    import wavlm.model as model_module
+    import wavlm.kernels.conv as conv
     m = model(variant)
     values, mask = padded_batch()
     with torch.no_grad():
         whole = m(values, attention_mask=mask, attention_block_size=0).last_hidden_state
-        monkeypatch.setattr(model_module, "CONV_CHUNK_BYTES", 40000)
-        monkeypatch.setattr(model_module, "CONV_PIECE_BYTES", 40000)
+        monkeypatch.setattr(conv, "CONV_CHUNK_BYTES", 40000)
+        monkeypatch.setattr(conv, "CONV_PIECE_BYTES", 40000)
         chunks = []
-        original = model_module.ConvFeatureEncoder.chunked
-        monkeypatch.setattr(model_module.ConvFeatureEncoder, "chunked",
-                            lambda self, *a: chunks.append(a[1]) or original(self, *a))
+        original = conv.chunked
+        monkeypatch.setattr(conv, "chunked", lambda *a: chunks.append(a[3]) or original(*a))
         auto = m(values, attention_mask=mask, attention_block_size=0).last_hidden_state
     assert chunks  # the chunked path ran
     assert (whole - auto).abs().max() <= 1e-5
@@ -114,16 +116,16 @@ def test_long_input_chunks_conv_automatically(variant, monkeypatch):
 
 def test_tail_chunked_conv_layers_equal_one_piece(variant, monkeypatch):
     """Layers after the first run in overlapping time chunks in inference; the result is the same."""
-    import wavlm.model as model_module
+    import wavlm.kernels.conv as conv
+    monkeypatch.setenv("WAVLM_KERNELS", "conv=onednn")  # the chunks belong to the oneDNN conv kernel
     m = model(variant)
     values, _ = padded_batch()
     with torch.no_grad():
         whole = m.feature_extractor(values, None, chunk_frames=0)
         calls = []
-        original = model_module.ConvFeatureEncoder.tail_chunked
-        monkeypatch.setattr(model_module, "TAIL_CHUNK_BYTES", 2048)
-        monkeypatch.setattr(model_module.ConvFeatureEncoder, "tail_chunked",
-                            lambda self, x: calls.append(x.shape) or original(self, x))
+        original = conv.tail_chunked
+        monkeypatch.setattr(conv, "TAIL_CHUNK_BYTES", 2048)
+        monkeypatch.setattr(conv, "tail_chunked", lambda encoder, x: calls.append(x.shape) or original(encoder, x))
         pieces = m.feature_extractor(values, None, chunk_frames=0)
     assert calls, "the tail was not chunked"
     assert whole.shape == pieces.shape

@@ -9,7 +9,8 @@ import torch
 
 import wavlm
 from conftest import tiny_kwargs
-from wavlm.attention import position_bias_rows, position_bias_table, relative_position_buckets, reversed_bias_rows
+from wavlm.attention import position_bias_rows, position_bias_table, relative_position_buckets
+from wavlm.kernels.attention import reversed_bias_rows
 
 
 def tiny(name: str = "WavLMModel", variant: str = "base", seed: int = 0, **overrides):
@@ -258,11 +259,13 @@ def test_parameter_count_and_fresh_init_statistics():
     assert model.encoder.layers[3].attention.q_proj.bias.abs().max() == 0
 
 
-@pytest.mark.skipif(not wavlm.attention._ONEDNN_LINEAR, reason="torch built without oneDNN")
+@pytest.mark.skipif(not wavlm.kernels.detect().onednn, reason="torch built without oneDNN")
 def test_onednn_inference_path_equals_the_sdpa_path(variant, monkeypatch):
-    """Under no_grad on CPU, attention runs as oneDNN products in query blocks; with gradients, through SDPA."""
-    import wavlm.attention as attention
+    """Under no_grad on CPU with the oneDNN attention kernel (forced, so on every CPU kind), attention runs as
+    oneDNN products in query blocks; with gradients, through SDPA."""
+    import wavlm.kernels.attention as attention
 
+    monkeypatch.setenv("WAVLM_KERNELS", "attention=onednn")
     monkeypatch.setattr(attention, "ONEDNN_BLOCK_ROWS", 5)
     model = tiny(variant=variant)
     x = torch.randn(3, 12000)

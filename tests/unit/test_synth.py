@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import LETTERS  # noqa: E402
+from conftest import LETTERS, require_tool, skip_without  # noqa: E402
 
 from wavlm.synth import command, corpora, effects, text  # noqa: E402
 from wavlm.synth.manifest import read_manifest, write_manifest  # noqa: E402
 from wavlm.synth.voices import HELD_OUT_VOICES, VOICE_BY_ID, VOICES, SynthError, voices_for  # noqa: E402
 
 TOOLS = ("espeak-ng", "flite", "sox")
-needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                                 reason="needs espeak-ng, flite and sox (apt-get install espeak-ng flite sox)")
+needs_tools = skip_without(*TOOLS)
 CHARS = set(LETTERS) | {" "}
 
 
@@ -41,8 +40,8 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """One small corpus of each kind (cached for the module)."""
-    if any(shutil.which(t) is None for t in TOOLS):
-        pytest.skip("needs espeak-ng, flite and sox")
+    for tool in TOOLS:
+        require_tool(tool)
     root = tmp_path_factory.mktemp("synth")
     return {
         "asr": corpora.make_corpus("asr", root / "asr", 12, seed=3),

@@ -148,10 +148,12 @@ def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str
     need = f"`wavlm {command}` needs a {class_name} model ({NEEDS.get(class_name, 'any WavLM checkpoint')})"
     if class_name != "WavLMModel" and arch is not None and arch != class_name:
         raise UsageError(f"{need}; {opts.model} holds a {arch}")
+    # bfloat16 is cast from float32 weights, so that the norms, which stay float32, keep theirs unrounded
+    load_dtype = torch.float32 if opts.int8 or dtype == torch.bfloat16 else dtype
     with warnings_logged():
         try:
             model, info = load_checkpoint(getattr(wavlm, class_name), source.directory or source.file,
-                                          config=source.config, torch_dtype=torch.float32 if opts.int8 else dtype,
+                                          config=source.config, torch_dtype=load_dtype,
                                           device=device)
         except Exception as e:  # noqa: BLE001 - any failure to load is a usage error with its reason
             raise UsageError(f"cannot load {opts.model!r} as {class_name}: {e}") from None
@@ -164,7 +166,9 @@ def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str
     model.config.xvector_exact_pooling = True
     model.eval()
     if dtype == torch.bfloat16 and not opts.int8:
-        model = inference.to_bfloat16(model.float())
+        with warnings_logged():
+            model = inference.to_bfloat16(model)  # float32 (warned) on a CPU without native bfloat16
+        dtype = model.dtype
     if opts.int8:
         model, dtype = inference.quantize_int8(model), torch.float32
     forward = inference.compile_model(model, dynamic=True) if opts.compile else model
