@@ -159,7 +159,7 @@ DRIVER = textwrap.dedent("""
     def build_and_hook(self, source, overrides):
         model = build(self, source, overrides)
         for i, layer in enumerate(model.wavlm.encoder.layers):
-            layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i))
+            layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i) if m.training else None)
         return model
     ClassifyTask.build_model = build_and_hook
     steps = []
@@ -176,7 +176,12 @@ def _torchrun(root: Path, nproc: int, args: dict) -> None:
     driver = root / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", "0",
+    import socket
+
+    with socket.socket() as sock:  # a free port (torchrun's --master-port 0 hangs the rendezvous here)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port),
            str(driver), json.dumps(args)] if nproc > 1 else [sys.executable, str(driver), json.dumps(args)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -192,14 +197,12 @@ def test_two_gloo_processes_give_the_weights_of_one_accumulating_the_global_batc
     _torchrun(root, 2, {**base, "output_dir": str(root / "ddp2"), "accumulate": 1})
     one = load_file(str(root / "ddp1" / "last" / "model.safetensors"))
     two = load_file(str(root / "ddp2" / "last" / "model.safetensors"))
-    start = load_file(str(root / "ddp1" / "last" / "model.safetensors"))
     assert one.keys() == two.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=0, msg=k)
     losses = [[json.loads(line).get("loss") for line in (root / d / "metrics.jsonl").read_text().splitlines()]
               for d in ("ddp1", "ddp2")]
     np.testing.assert_allclose([x for x in losses[0] if x], [x for x in losses[1] if x], rtol=1e-5)
-    del start
 
     # layerdrop under DDP: both ranks run the same layers at every step (and some are skipped)
     _torchrun(root, 2, {**base, "output_dir": str(root / "ddp-layerdrop"), "accumulate": 1,
