@@ -162,7 +162,8 @@ def test_transcribe_beam_search_with_arpa_lm(models, speech, tmp_path):
 
     ctc = str(models["ctc"])
     arpa = tmp_path / "lm.arpa"
-    arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\t</s>\n-0.3\tHELLO\n\n\\end\\\n")
+    arpa.write_text("\\data\\\nngram 1=3\nngram 2=2\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-0.5\t</s>\n-0.3\tHELLO\t-0.2\n\n"
+                    "\\2-grams:\n-0.1\t<s> HELLO\n-0.1\tHELLO </s>\n\n\\end\\\n")  # a bigram model: kenlm needs one
     for extra in ([], ["--lm", str(arpa), "--alpha", "0.8"]):
         proc = run_cli("transcribe", "-m", ctc, str(speech["alpha"]), "--decoder", "beam", "--beam-width", "4",
                        "--format", "jsonl", *extra, "-q")
