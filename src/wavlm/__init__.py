@@ -4,8 +4,7 @@ Names are resolved lazily so that `import wavlm` stays fast; torch is imported o
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wavlm._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -45,13 +44,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wavlm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"wavlm.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -5,8 +5,7 @@ Names are resolved lazily: importing the package (or its command-line arguments)
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wavlm._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     "make_corpus": "corpora", "make_trials": "corpora", "Corpus": "corpora", "KINDS": "corpora",
@@ -23,13 +22,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wavlm.synth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"wavlm.synth.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:
