@@ -157,3 +157,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if slow in Path(item.fspath).parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def one_thread():
+    """Two cores are shared by several jobs: one torch thread is much faster than two contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

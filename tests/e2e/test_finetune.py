@@ -32,12 +32,7 @@ LEARNER = dict(hidden_size=64, intermediate_size=128, conv_dim=(32, 48, 64), cla
                mask_time_prob=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from wavlm.train.data import Item  # noqa: E402
 from wavlm.train.tasks import ClassifyTask  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores are shared by several jobs: one thread is much faster than two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Cut:
