@@ -125,15 +125,18 @@ def flops(config, batch: int, samples: int) -> float:
 
 
 def matmul_peaks(device: str) -> dict[str, float]:
-    """Best GFLOP/s of a 2048^3 product: torch.mm (the default BLAS: MKL on CPU), oneDNN fp32, and bf16."""
+    """Best GFLOP/s of a 2048^3 product: torch.mm (the default BLAS: MKL on CPU), oneDNN fp32, and bf16 where it is
+    native."""
     n, peaks = 2048, {}
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     runs = {"mm fp32": lambda: torch.mm(a, b)}
     if device == "cpu" and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         bt = b.t().contiguous()
         runs["oneDNN fp32"] = lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    runs["mm bf16"] = lambda: torch.mm(a16, b16)
+    from wavlm import kernels
+    if kernels.bfloat16_native(device):  # elsewhere one 2048^3 bf16 product takes minutes (no native arithmetic)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        runs["mm bf16"] = lambda: torch.mm(a16, b16)
     with torch.inference_mode():
         for name, run in runs.items():
             best = math.inf
@@ -145,6 +148,24 @@ def matmul_peaks(device: str) -> dict[str, float]:
                 best = min(best, time.perf_counter() - start)
             peaks[name] = 2 * n ** 3 / best / 1e9
     return peaks
+
+
+def describe_machine(device: str) -> dict:
+    """What every figure depends on, printed before any: the CPU model, torch's CPU capability, native bf16, the
+    ISA-limiting environment variables and wavlm's kernel plan for fp32 and bf16 on `device`."""
+    from wavlm import kernels
+    info = kernels.system_info()
+    lines = [f"CPU: {info['cpu']}; capability {info['cpu_capability']}; bfloat16: {info['bfloat16']}",
+             f"oneDNN {info['onednn']}, MKL {info['mkl']}; environment: "
+             + (", ".join(f"{k}={v}" for k, v in info["environment"].items()) or "no ISA limits set")]
+    for dtype in (torch.float32, torch.bfloat16):
+        chosen = kernels.plan(device, dtype)
+        lines.append(f"kernel plan {device}/{str(dtype).replace('torch.', '')}: "
+                     + ", ".join(f"{c.operation}={c.kernel}" for c in chosen.choices))
+    if device.startswith("cuda"):
+        lines.append(f"GPU: {torch.cuda.get_device_name()}")
+    info = {k: v for k, v in info.items() if k != "plans"}
+    return {"header": "\n".join(lines), "info": info}
 
 
 def sync(device: str) -> None:
@@ -248,13 +269,16 @@ def main() -> None:
               f"math={torch.backends.cuda.math_sdp_enabled()}")
 
     import transformers
+    machine = describe_machine(args.device)
+    print(machine["header"])
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, device {args.device}, "
           f"threads {args.threads}, load average {os.getloadavg()[0]:.2f} at start")
     peaks = matmul_peaks(args.device)
     print("matrix-multiply peak (2048^3, best of 12): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    print(flush=True)
     fp32_peak = max(v for k, v in peaks.items() if "fp32" in k)
 
-    rows, raw = [], {"peaks": peaks, "cases": {}}
+    rows, raw = [], {"machine": machine["info"], "peaks": peaks, "cases": {}}
     for case in args.cases.split(","):
         size, seconds, impls = CASES[case]
         print(f"timing {case} ...", file=sys.stderr)
