@@ -298,6 +298,10 @@ def test_stdout_that_cannot_be_written_keeps_the_results(models, wavs, tmp_path,
 
 
 # ------------------------------------------------------------------------------------------ items 12, 16: options
+# what only the loaded model can tell: its layers, its receptive field, its class
+NEED_THE_MODEL = ("--layer 99", "shorter than this model's minimum", "--layer chooses", "--weights")
+
+
 @pytest.mark.parametrize("args,message", [
     (["transcribe", "@ctc", "@all", "-o", "@tmp/all.srt"], "SRT holds the captions of one recording"),
     (["diarize", "@base", "@0", "@1", "--plot", "@tmp/p.png"], "one .png"),
@@ -310,11 +314,22 @@ def test_stdout_that_cannot_be_written_keeps_the_results(models, wavs, tmp_path,
     (["diarize", "@base", "@0", "--max-batch-seconds", "nan"], "--max-batch-seconds must be a finite number"),
     (["embed", "@base", "@0", "--max-batch-seconds", "inf"], "--max-batch-seconds must be a finite number"),
     (["diarize", "@frames", "@0", "--layer", "1"], "--layer chooses the hidden layer of a base model"),
+    # more of the same: float options that took 'nan' and 'inf' (NaN embeddings, every decision 'different', exit 0)
+    (["embed", "@base", "@0", "--layers", "weighted", "--weights", "1,nan,0"], "--weights must be finite numbers"),
+    (["transcribe", "@ctc", "@0", "--decoder", "beam", "--alpha", "nan"], "--alpha must be a finite number"),
+    (["transcribe", "@ctc", "@0", "--beta", "inf"], "--beta must be a finite number"),
+    (["verify", "@xvector", "@0", "@1", "--threshold", "nan"], "--threshold must be a finite number"),
+    (["verify", "@xvector", "@0", "@1", "--p-target", "0"], "--p-target must be in (0, 1)"),
 ])
-def test_options_that_would_fail_after_the_run_are_usage_errors(models, wavs, tmp_path, capsys, args, message):
+def test_options_that_would_fail_after_the_run_are_usage_errors(models, wavs, tmp_path, capsys, monkeypatch, args,
+                                                                  message):
+    import wavlm.cli.loader as loader
+
+    if not any(m in message for m in NEED_THE_MODEL):  # the others are found before the model loads
+        monkeypatch.setattr(loader, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     names = {"@ctc": ["-m", models["WavLMForCTC"]], "@base": ["-m", models["WavLMModel"]],
-             "@frames": ["-m", models["WavLMForAudioFrameClassification"]], "@all": wavs, "@0": [wavs[0]],
-             "@1": [wavs[1]]}
+             "@frames": ["-m", models["WavLMForAudioFrameClassification"]],
+             "@xvector": ["-m", models["WavLMForXVector"]], "@all": wavs, "@0": [wavs[0]], "@1": [wavs[1]]}
     argv = [str(x) for a in args for x in names.get(a, [a.replace("@tmp", str(tmp_path))])]
     code, err = main(*argv, "-q", capsys=capsys)
     assert code == 2 and message in err, err
@@ -327,8 +342,12 @@ def test_options_that_would_fail_after_the_run_are_usage_errors(models, wavs, tm
     ({"RANK": "3", "WORLD_SIZE": "2"}, "inconsistent RANK=3, WORLD_SIZE=2"),
     ({"WAVLM_MERGE_TIMEOUT": "abc"}, "WAVLM_MERGE_TIMEOUT must be a positive number of seconds"),
     ({"WAVLM_PEER_TIMEOUT": "-1"}, "WAVLM_PEER_TIMEOUT must be a positive number of seconds"),
+    ({"WAVLM_RUN_ID": "../../elsewhere"}, "WAVLM_RUN_ID must be a name without '/'"),  # part files stay beside -o
 ])
 def test_bad_launcher_variables_are_usage_errors(models, wavs, capsys, monkeypatch, env, message):
+    import wavlm.cli.loader as loader
+
+    monkeypatch.setattr(loader, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     code, err = main("embed", "-m", models["WavLMModel"], wavs[0], "-q", capsys=capsys)
@@ -367,6 +386,148 @@ def test_export_never_claims_an_opset_it_did_not_write(models, tmp_path, capsys,
     assert code == 2 and "could not produce opset 13" in err and not out.exists()
     with pytest.raises(export.OpsetError):
         export.export_onnx(wavlm.WavLMModel(wavlm.WavLMConfig(**tiny_kwargs())), out, opset=13)
+
+
+# ------------------------------------------------------------------------------------------ item 1: --dtype float16
+def test_float16_runs_give_the_float32_features_at_30_seconds(models, tmp_path, capsys):
+    """The CLI turns on mask_padding_in_group_norm, whose statistics were summed over time in float16: NaN or
+    features unrelated to float32's, with exit 0."""
+    wav = _wav(tmp_path / "long.wav", seconds=30.0)
+    runs = {}
+    for dtype in ("float32", "float16"):
+        runs[dtype] = tmp_path / f"{dtype}.npz"
+        args = ["embed", "-m", models["WavLMModel"], wav, "--dtype", dtype, "--pool", "none"]
+        assert main(*args, "-o", runs[dtype], "-q", capsys=capsys)[0] == 0
+    with np.load(runs["float32"]) as full, np.load(runs["float16"]) as half:
+        reference, low = torch.from_numpy(full["long"]), torch.from_numpy(half["long"])
+    assert reference.shape == low.shape == (1499, 32) and torch.isfinite(low).all()
+    assert torch.nn.functional.cosine_similarity(reference, low, dim=-1).min() > 0.99
+
+
+# ------------------------------------------------------------------------------------------ item 2: convert refuses
+def test_convert_refuses_destinations_of_the_wrong_kind_before_reading(models, wavs, tmp_path, capsys):
+    pt = tmp_path / "ck.pt"
+    assert main("convert", models["WavLMModel"], pt)[0] == 0
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    before = wavs[0].read_bytes(), pt.read_bytes()
+    for args, words in (([models["WavLMModel"], wavs[0]], "exists and is not a folder"),
+                        ([models["WavLMModel"], folder, "--to", "original"], "is a folder; the original layout"),
+                        ([pt, tmp_path / "again.pt"], "is already an original checkpoint")):
+        code, err = main("convert", *args, capsys=capsys)
+        assert code == 2 and words in err, (args, err)
+    assert (wavs[0].read_bytes(), pt.read_bytes()) == before and os.listdir(folder) == []
+    assert not (tmp_path / "again.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------ item 3: every run format
+def _run_ids(path: Path) -> list[str]:
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return list(data.files)
+    return [line.split("\t")[0] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("command,model,name", [("embed", "WavLMModel", "run.npz"),
+                                                ("classify", "WavLMForSequenceClassification", "run.txt"),
+                                                ("transcribe", "WavLMForCTC", "run.txt")])
+def test_resume_keeps_the_records_of_other_inputs_in_every_run_format(models, wavs, tmp_path, capsys, command, model,
+                                                                      name):
+    run = tmp_path / name
+    assert main(command, "-m", models[model], wavs[0], wavs[1], "-o", run, "-q")[0] == 0
+    if run.suffix == ".npz":
+        with np.load(run) as data:
+            first = {k: data[k] for k in data.files}
+    else:
+        first = run.read_text()
+    assert main(command, "-m", models[model], wavs[2], "-o", run, "-q", "--resume")[0] == 0
+    assert _run_ids(run) == ["utt0", "utt1", "utt2"]
+    if run.suffix == ".npz":  # the kept records are the ones written before, not recomputed nor relabelled
+        with np.load(run) as data:
+            assert all(np.array_equal(data[k], v) for k, v in first.items())
+    else:
+        assert run.read_text().startswith(first)
+
+
+# ------------------------------------------------------------------------------------------ item 4: loud audio
+def test_loud_unnormalised_audio_is_skipped_not_a_nan_embedding(tmp_path, capsys):
+    """A model without normalisation and a float WAV near float32's limit gave a NaN embedding with exit 0."""
+    model = _save(tmp_path, "WavLMModel", do_normalize=False)
+    loud = tmp_path / "loud.wav"
+    samples = np.random.default_rng(0).uniform(-1, 1, 9600) * 3e38
+    soundfile.write(loud, samples.astype(np.float32), 16000, subtype="FLOAT")
+    run = tmp_path / "run.jsonl"
+    code, err = main("embed", "-m", model, loud, _wav(tmp_path / "quiet.wav"), "-o", run, "-q", capsys=capsys)
+    assert code == 1 and f"skipped {loud}" in err and "far outside [-1, 1]" in err
+    records = [json.loads(line) for line in run.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["quiet"] and np.isfinite(records[0]["embedding"]).all()
+
+
+# ------------------------------------------------------------------------------------------ item 5: vocabulary
+def test_transcribe_refuses_a_vocabulary_smaller_than_the_model(models, wavs, tmp_path, capsys):
+    """A vocab.json without tokens for some of the model's outputs transcribed '<unk></s>...' with exit 0."""
+    ck = tmp_path / "ck"
+    shutil.copytree(models["WavLMForCTC"], ck)
+    (ck / "vocab.json").write_text(json.dumps({k: v for k, v in make_vocab().items() if v < 20}))
+    code, err = main("transcribe", "-m", ck, wavs[0], "-o", tmp_path / "t.txt", "-q", capsys=capsys)
+    assert code == 2 and "has no token for 12 of the model's 32 output ids" in err and "Traceback" not in err
+    assert not (tmp_path / "t.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------ items 14, 17, 19: files
+def _with_file(models, tmp_path, name: str, file: str, content: str | bytes) -> Path:
+    ck = tmp_path / "ck"
+    shutil.copytree(models[name], ck)
+    (ck / file).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return ck
+
+
+def _with_config(models, tmp_path, name: str, **changes) -> Path:
+    config = json.loads((models[name] / "config.json").read_text())
+    return _with_file(models, tmp_path, name, "config.json", json.dumps({**config, **changes}))
+
+
+def test_a_gap_in_id2label_is_a_usage_error_of_classify_and_info(models, wavs, tmp_path, capsys):
+    """id2label with a gap passed config validation, then `classify` and `info` raised KeyError."""
+    ck = _with_config(models, tmp_path, "WavLMForSequenceClassification", id2label={"0": "a", "1": "b", "3": "c"},
+                      label2id=None)
+    for command in (["classify", "-m", ck, wavs[0], "-q"], ["info", "-m", ck]):
+        code, err = main(*command, capsys=capsys)
+        assert code == 2 and "id2label must have the keys 0..2" in err and "missing [2]" in err, (command, err)
+        assert str(ck / "config.json") in err
+
+
+@pytest.mark.parametrize("name,file,content,words", [
+    ("WavLMModel", "preprocessor_config.json", "{not json", "is not valid JSON"),
+    ("WavLMModel", "preprocessor_config.json", '{"feature_size": 2}', "feature_size must be 1"),
+    ("WavLMForCTC", "vocab.json", '["a", "b"]', r"must hold a JSON object ({...}), found list"),
+])
+def test_broken_side_files_are_usage_errors_naming_the_file(models, wavs, tmp_path, capsys, name, file, content,
+                                                            words):
+    ck = _with_file(models, tmp_path, name, file, content)
+    command = "transcribe" if name == "WavLMForCTC" else "embed"
+    code, err = main(command, "-m", ck, wavs[0], "-q", capsys=capsys)
+    assert code == 2 and str(ck / file) in err and words in err, err
+
+
+@pytest.mark.parametrize("architecture", ["WavLMConfig", "WavLMPreTrainedModel", "load_audio"])
+def test_an_architecture_that_is_no_model_class_is_read_as_the_backbone(models, tmp_path, capsys, architecture):
+    """`info` built whatever wavlm attribute config.json named (WavLMConfig(config), load_audio(config)) and
+    showed a traceback, or a WavLMPreTrainedModel with 0 parameters."""
+    ck = _with_config(models, tmp_path, "WavLMModel", architectures=[architecture])
+    code = cli.main(["info", "-m", str(ck), "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0 and shown["class"] == "WavLMModel"
+    assert shown["parameters"] == wavlm.WavLMModel.from_pretrained(models["WavLMModel"]).num_parameters()
+    assert main("convert", ck, tmp_path / "out", capsys=capsys)[0] == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == ["WavLMModel"]
+
+
+def test_a_manifest_that_is_not_utf8_is_named_with_its_line(models, wavs, tmp_path, capsys):
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_bytes(json.dumps({"audio": str(wavs[0])}).encode() + b"\n" + b'{"audio": "caf\xe9.wav"}\n')
+    code, err = main("embed", "-m", models["WavLMModel"], manifest, "-q", capsys=capsys)
+    assert code == 2 and f"{manifest}:2: not UTF-8 text" in err
 
 
 # ------------------------------------------------------------------------------------------ manifest fuzz

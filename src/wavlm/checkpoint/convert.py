@@ -109,7 +109,9 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
             extractor = WavLMFeatureExtractor.from_pretrained(directory)
         arch = (WavLMConfig.from_json_file(directory / "config.json").architectures or ["WavLMModel"])[0] \
             if (directory / "config.json").is_file() else "WavLMModel"
-        if to == "hf" and arch.startswith("WavLM") and isinstance(getattr(wavlm, arch, None), type):
+        named = getattr(wavlm, arch, None) if arch.startswith("WavLM") else None
+        if to == "hf" and isinstance(named, type) and issubclass(named, wavlm.WavLMPreTrainedModel) \
+                and named is not wavlm.WavLMPreTrainedModel:  # not WavLMConfig or another wavlm name
             class_name = arch
     model, _ = load_checkpoint(getattr(wavlm, class_name), source if directory is None else directory,
                                torch_dtype=dtype)

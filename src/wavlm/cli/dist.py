@@ -67,6 +67,7 @@ def check_environment() -> DistInfo:
     info = dist_info()
     env_seconds("WAVLM_PEER_TIMEOUT", PEER_TIMEOUT_S)
     env_seconds("WAVLM_MERGE_TIMEOUT", MERGE_TIMEOUT_S)
+    run_id()
     return info
 
 
@@ -146,10 +147,18 @@ def total_over_ranks(count: int, dist: DistInfo) -> int:
     return sum(counts)
 
 
+def run_id() -> str:
+    """WAVLM_RUN_ID (default 'run'), which names the part files of a run: a plain name, so that they stay next to
+    the output (LaunchError for one with a path separator)."""
+    run = os.environ.get("WAVLM_RUN_ID", "run")
+    if "/" in run or os.sep in run or "\0" in run:
+        raise LaunchError(f"environment variable WAVLM_RUN_ID must be a name without '/', got {run!r}")
+    return run
+
+
 def part_path(anchor: Path, rank: int, world: int) -> Path:
     """Where rank `rank` leaves its records for rank 0 without a process group: a hidden file next to `anchor`."""
-    run = os.environ.get("WAVLM_RUN_ID", "run")
-    return anchor.parent / f".{anchor.name}.{run}.part{rank:05d}-of-{world:05d}.jsonl"
+    return anchor.parent / f".{anchor.name}.{run_id()}.part{rank:05d}-of-{world:05d}.jsonl"
 
 
 def start_path(anchor: Path, rank: int, world: int) -> Path:

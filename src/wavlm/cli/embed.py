@@ -61,6 +61,8 @@ def parse_layers(spec: str, num_layers: int, weights: str | None = None) -> tupl
             w = np.array([float(x) for x in weights.split(",")], dtype=np.float64)
         except ValueError:
             raise UsageError(f"--weights must be comma-separated numbers, got {weights!r}") from None
+        if not np.isfinite(w).all():  # float() takes 'nan' and 'inf': NaN embeddings with exit 0
+            raise UsageError(f"--weights must be finite numbers, got {weights!r}")
         if w.size != n:
             raise UsageError(f"--weights needs {n} numbers (layers 0..{n - 1}) for this model, got {w.size}")
         return list(range(n)), w

@@ -38,7 +38,6 @@ def model_info(source: str) -> dict[str, Any]:
     counted on the meta device; a transformers directory or Hub repo is resolved for its config.json alone)."""
     import torch
 
-    import wavlm
     from wavlm.cli.loader import resolve_source
 
     found = resolve_source(source, weights=False)
@@ -59,9 +58,12 @@ def model_info(source: str) -> dict[str, Any]:
             raise UsageError(f"cannot read the model {source!r}: {e}") from None
     else:
         config, arch, kind = found.config, found.architecture or "WavLMModel", "transformers checkpoint"
-    cls = getattr(wavlm, arch, wavlm.WavLMModel)
-    with torch.device("meta"):
-        params = cls(config).num_parameters()
+    cls = model_class(arch)
+    try:
+        with torch.device("meta"):
+            params = cls(config).num_parameters()
+    except (ValueError, TypeError) as e:  # a config that loads but does not build this class
+        raise UsageError(f"cannot build a {cls.__name__} from {source!r}: {e}") from None
     sr = 16000
     info: dict[str, Any] = {
         "model": source, "format": kind, "class": cls.__name__,
@@ -83,6 +85,17 @@ def model_info(source: str) -> dict[str, Any]:
     if cls.__name__ == "WavLMForXVector":
         info["xvector_output_dim"] = config.xvector_output_dim
     return info
+
+
+def model_class(architecture: str) -> type:
+    """The wavlm model class config.json's `architectures` names; WavLMModel for any other name (a class of another
+    library, or a wavlm name that is no model class such as 'WavLMConfig' or 'load_audio')."""
+    import wavlm
+
+    cls = getattr(wavlm, architecture, None) if architecture.startswith("WavLM") else None
+    if isinstance(cls, type) and issubclass(cls, wavlm.WavLMPreTrainedModel) and cls is not wavlm.WavLMPreTrainedModel:
+        return cls
+    return wavlm.WavLMModel
 
 
 def format_info(info: dict[str, Any]) -> str:

@@ -160,7 +160,7 @@ def load(opts: RunOptions, command: str, model_class: Callable[[str | None], str
     if class_name != "WavLMModel" and any(not k.startswith("wavlm.") for k in info.new_keys):
         raise UsageError(f"{need}; {opts.model} has no {class_name} head weights"
                          + (f" (it holds a {arch})" if arch else " (it is a pre-trained backbone)"))
-    tok = load_tokenizer(source, command) if tokenizer else None
+    tok = load_tokenizer(source, command, model.config) if tokenizer else None
     # padded items in a batch give the same result as alone: GroupNorm and x-vector pooling over real frames
     model.config.mask_padding_in_group_norm = True
     model.config.xvector_exact_pooling = True
@@ -194,13 +194,21 @@ def load_feature_extractor(source: Source, config: Any) -> Any:
     return WavLMFeatureExtractor(do_normalize=normalizes_input(config), return_attention_mask=True)
 
 
-def load_tokenizer(source: Source, command: str) -> Any:
-    """The source's CTC tokenizer (vocab.json and its side files); UsageError when there is none."""
+def load_tokenizer(source: Source, command: str, config: Any = None) -> Any:
+    """The source's CTC tokenizer (vocab.json and its side files); UsageError when there is none, or when it does
+    not cover the outputs of the CTC model with `config` (wavlm.tokenizer.check_vocab_matches: ids it lacks would
+    decode as <unk>)."""
     from wavlm.auto import AutoTokenizer
+    from wavlm.tokenizer import VocabularyMismatchError, check_vocab_matches
 
     try:
         if source.directory is None:
             raise OSError(f"{source.name} is an original checkpoint, which holds no vocabulary")
-        return AutoTokenizer.from_pretrained(source.directory)
+        tokenizer = AutoTokenizer.from_pretrained(source.directory)
+        if config is not None:
+            check_vocab_matches(config, tokenizer, f"the tokenizer in {source.name}")
+    except VocabularyMismatchError as e:
+        raise UsageError(f"`wavlm {command}`: {e}") from None
     except (OSError, ValueError) as e:
         raise UsageError(f"`wavlm {command}` needs the model's tokenizer (vocab.json): {e}") from None
+    return tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wavlm.cli import executor
-from wavlm.cli.options import add_inputs, positive_int
+from wavlm.cli.options import add_inputs, check_number, positive_int
 from wavlm.cli.report import UsageError
 from wavlm.tasks.manifest import Input
 from wavlm.tasks.srt import to_srt, words_to_captions
@@ -46,6 +46,8 @@ class TranscribeOptions:
             raise UsageError(f"--decoder must be 'greedy' or 'beam', got {self.decoder!r}")
         if self.lm and self.decoder == "greedy":
             raise UsageError("--lm needs --decoder beam")
+        check_number("--alpha", self.alpha, allow_none=False)  # argparse's float() takes 'nan' and 'inf'
+        check_number("--beta", self.beta, allow_none=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TranscribeOptions":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from wavlm.cli import executor, io
-from wavlm.cli.options import add_inputs
+from wavlm.cli.options import add_inputs, check_number
 from wavlm.cli.report import UsageError, log
 from wavlm.tasks.manifest import Input
 
@@ -33,6 +33,11 @@ class VerifyOptions:
     trials: str | None = None  # a trial list; None: the two inputs are one trial
     threshold: float = 0.5
     p_target: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_number("--threshold", self.threshold, allow_none=False)  # NaN made every decision 'different'
+        if not 0 < self.p_target < 1:  # NaN too; minDCF refused it only after the whole run
+            raise UsageError(f"--p-target must be in (0, 1) (the prior of a target trial), got {self.p_target:g}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "VerifyOptions":
