@@ -77,6 +77,17 @@ def _move_into(staging: Path, dst: Path) -> None:
             old.unlink()
 
 
+def model_class(architecture: str) -> type:
+    """The wavlm model class config.json's `architectures` names; WavLMModel for any other name (a class of another
+    library, or a wavlm name that is no model class such as 'WavLMConfig' or 'load_audio')."""
+    import wavlm
+
+    cls = getattr(wavlm, architecture, None) if architecture.startswith("WavLM") else None
+    if isinstance(cls, type) and issubclass(cls, wavlm.WavLMPreTrainedModel) and cls is not wavlm.WavLMPreTrainedModel:
+        return cls
+    return wavlm.WavLMModel
+
+
 def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, to: str | None = None,
                        dtype: torch.dtype = torch.float32, log: Callable[[str], None] | None = None) -> str:
     """Write `source` (any model source `from_pretrained` takes) as `to`: "hf" = a transformers directory
@@ -109,10 +120,8 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
             extractor = WavLMFeatureExtractor.from_pretrained(directory)
         arch = (WavLMConfig.from_json_file(directory / "config.json").architectures or ["WavLMModel"])[0] \
             if (directory / "config.json").is_file() else "WavLMModel"
-        named = getattr(wavlm, arch, None) if arch.startswith("WavLM") else None
-        if to == "hf" and isinstance(named, type) and issubclass(named, wavlm.WavLMPreTrainedModel) \
-                and named is not wavlm.WavLMPreTrainedModel:  # not WavLMConfig or another wavlm name
-            class_name = arch
+        if to == "hf":
+            class_name = model_class(arch).__name__
     model, _ = load_checkpoint(getattr(wavlm, class_name), source if directory is None else directory,
                                torch_dtype=dtype)
     if extractor is None:

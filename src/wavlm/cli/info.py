@@ -38,6 +38,7 @@ def model_info(source: str) -> dict[str, Any]:
     counted on the meta device; a transformers directory or Hub repo is resolved for its config.json alone)."""
     import torch
 
+    from wavlm.checkpoint.convert import model_class
     from wavlm.cli.loader import resolve_source
 
     found = resolve_source(source, weights=False)
@@ -85,17 +86,6 @@ def model_info(source: str) -> dict[str, Any]:
     if cls.__name__ == "WavLMForXVector":
         info["xvector_output_dim"] = config.xvector_output_dim
     return info
-
-
-def model_class(architecture: str) -> type:
-    """The wavlm model class config.json's `architectures` names; WavLMModel for any other name (a class of another
-    library, or a wavlm name that is no model class such as 'WavLMConfig' or 'load_audio')."""
-    import wavlm
-
-    cls = getattr(wavlm, architecture, None) if architecture.startswith("WavLM") else None
-    if isinstance(cls, type) and issubclass(cls, wavlm.WavLMPreTrainedModel) and cls is not wavlm.WavLMPreTrainedModel:
-        return cls
-    return wavlm.WavLMModel
 
 
 def format_info(info: dict[str, Any]) -> str:

@@ -197,7 +197,8 @@ def _automatic(device: str, dtype: torch.dtype, cap: Capability | None) -> dict[
             "linear": ("onednn", "oneDNN's AVX2 inner product, GELU fused: on par with F.linear at 10 s, "
                                  "faster at 60 s"),
             "conv": ("onednn", "fused activation, in-place first-layer norm, no blocked-layout copy of long inputs"),
-            "attention": ("sdpa", "SDPA with the gated bias as a float mask: the fastest alone on AVX2 (BENCHMARKS.md)"),
+            "attention": ("sdpa", "SDPA with the gated bias as a float mask: the fastest alone on AVX2 "
+                                  "(BENCHMARKS.md)"),
         }
     return {op: (kernel, f"oneDNN kernels are chosen for AVX2/AVX-512 CPUs only, this one is {cap.isa}")
             for op, kernel in REFERENCE.items()}
