@@ -71,6 +71,32 @@ def test_manifest_errors_name_the_line(tmp_path, line, message):
         read_manifest(manifest)
 
 
+def test_unreadable_manifest_or_folder_is_named_not_skipped(tmp_path, monkeypatch):
+    """A manifest or (sub)folder that cannot be read (EACCES; faked, as root reads everything) stops the run with
+    its name: a folder os.walk cannot list would otherwise drop its audio from the run without a word."""
+    import builtins
+
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text('{"audio": "a.wav"}\n')
+    locked = tmp_path / "corpus" / "locked"
+    locked.mkdir(parents=True)
+    (tmp_path / "corpus" / "a.wav").write_bytes(b"")
+    (locked / "b.wav").write_bytes(b"")
+
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: denied(path) if Path(path) == manifest
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(os, "scandir", lambda path=".": denied(path) if Path(path) == locked else real_scandir(path))
+    with pytest.raises(ValueError, match=f"cannot read the manifest {manifest}: Permission denied"):
+        collect_inputs([manifest])
+    with pytest.raises(ValueError, match=f"cannot list the folder {locked}: Permission denied"):
+        collect_inputs([tmp_path / "corpus"])
+
+
 def test_output_path_for(tmp_path):
     assert output_path_for(Input("sub/b", tmp_path), tmp_path / "out", ".rttm") == tmp_path / "out" / "sub" / "b.rttm"
     for bad in ["../x", "/etc/x", "a//b", "a/./b"]:

@@ -26,8 +26,12 @@ def _strip_ext(rel: str) -> str:
 
 
 def _walk(root: Path, extensions: frozenset[str]) -> list[Input]:
+    def unreadable(error: OSError) -> None:
+        # os.walk skips a folder it cannot list; its audio would then be missing from the run without a word
+        raise ValueError(f"cannot list the folder {error.filename}: {error.strerror}")
+
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             # hidden files include macOS '._x.wav' resource forks, which are not audio
@@ -42,11 +46,15 @@ def read_manifest(path: str | Path) -> list[Input]:
     """Inputs from a JSONL manifest: one object per line with "audio" (a path; relative paths are resolved
     against the manifest's folder) and optionally "id"; other keys go to Input.meta. Blank lines are skipped.
     The default id is the audio path without extension ('/'-separated) when relative, else the file stem.
-    Raises ValueError naming the line of a malformed entry.
+    Raises ValueError naming the line of a malformed entry, or the file when it cannot be read.
     """
     path = Path(path)
     inputs = []
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise ValueError(f"cannot read the manifest {path}: {e.strerror}") from None
+    with f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -100,7 +108,8 @@ def collect_inputs(paths: Iterable[str | Path], extensions: Iterable[str] = AUDI
     A `.jsonl` file is a manifest (read_manifest); another file is taken as audio whatever its extension, with
     its stem as id; a folder is walked recursively for files with an audio extension (case-insensitive, hidden
     files and folders skipped), sorted, with ids = path relative to the folder without extension. Repeated ids
-    get `_2`, `_3`, ... in order of appearance. Raises FileNotFoundError for a path that does not exist.
+    get `_2`, `_3`, ... in order of appearance. Raises FileNotFoundError for a path that does not exist and ValueError
+    for a manifest or folder that cannot be read.
     """
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     inputs: list[Input] = []
