@@ -269,6 +269,37 @@ def test_ctc_task_skips_impossible_transcripts_and_zero_infinity_keeps_the_loss_
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_items_shorter_than_one_specaugment_span_are_skipped_in_training_only(tmp_path):
+    """With SpecAugment on, a training batch shorter than mask_time_length frames would stop the run (transformers
+    raises there too): such items are skipped and reported before training; validation (no masking) keeps them."""
+    from wavlm.train.data import Item
+    from wavlm.train.tasks import ClassifyTask
+
+    config = tmp_path / "config.json"
+    WavLMConfig(**tiny_kwargs("base", mask_time_prob=0.5, mask_time_length=10)).to_json_file(config)
+    logs = []
+    task = ClassifyTask(log=logs.append)
+    wav = np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1
+    # one 10-frame span needs 9 * 320 + 400 = 3280 samples (0.205 s)
+    short, enough = Item("short", 0.2, _Cut(wav[:3200]), label="a"), Item("enough", 1.0, _Cut(wav), label="b")
+    train, valid = task.prepare([short, enough], [short, enough])
+    task.build_model(str(config), {})
+    assert task.min_input_seconds(True) == pytest.approx(0.205) and task.min_input_seconds(False) == 0.025
+    train, valid = task.check_fit(train, valid)
+    assert [it.id for it in train] == ["enough"] and [it.id for it in valid] == ["short", "enough"]
+    assert any("skipped 1 item(s): shorter than 0.205 s: short" in m for m in logs)
+    model = task.build_model(str(config), {}).train()
+    assert torch.isfinite(task.loss(model, task.collate(train, np.random.default_rng(0)))[0])
+    with pytest.raises(ValueError, match="must not exceed the number of"):  # what the rule prevents
+        task.loss(model, task.collate([short], np.random.default_rng(0)))
+    bad = ClassifyTask(crop_seconds=0.1, log=logs.append)
+    both = [enough, Item("enough2", 1.0, _Cut(wav), label="a")]
+    bad.prepare(both, both)
+    bad.build_model(str(config), {})
+    with pytest.raises(ValueError, match=r"crop_seconds=0.1 is shorter than the model needs in training \(0.205 s\)"):
+        bad.check_fit(both, both)
+
+
 def _tiny_config_file() -> str:
     import tempfile
 

@@ -117,9 +117,23 @@ class Task:
         return train, valid
 
     def check_fit(self, train: list[Item], valid: list[Item]) -> tuple[list[Item], list[Item]]:
-        """After build_model: drop items shorter than the model's receptive field (it cannot embed them)."""
-        rule = lambda it: self._length_rule(it, self.config.receptive_field / SAMPLE_RATE)  # noqa: E731
-        return filter_items(train, rule, "train", self.log), filter_items(valid, rule, "valid", self.log)
+        """After build_model: drop items shorter than the model takes (min_input_seconds)."""
+        if self.crop_seconds is not None and self.crop_seconds < self.min_input_seconds(True):
+            raise ValueError(f"crop_seconds={self.crop_seconds} is shorter than the model needs in training "
+                             f"({self.min_input_seconds(True):.3f} s)")
+        return (filter_items(train, lambda it: self._length_rule(it, self.min_input_seconds(True)), "train", self.log),
+                filter_items(valid, lambda it: self._length_rule(it, self.min_input_seconds(False)), "valid",
+                             self.log))
+
+    def min_input_seconds(self, training: bool) -> float:
+        """The shortest input the model takes: its receptive field (one frame), and in training with SpecAugment on,
+        one time-mask span (mask_time_length frames): a batch shorter than that stops the run, as in transformers
+        ("mask_length ... must not exceed the number of frames")."""
+        c = self.config
+        samples = c.receptive_field
+        if training and c.apply_spec_augment and c.mask_time_prob > 0:
+            samples = max(samples, (c.mask_time_length - 1) * c.frame_stride + c.receptive_field)
+        return samples / SAMPLE_RATE
 
     def audio_batch(self, wavs: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """Normalised (as the feature extractor does at inference), right-padded input_values + attention_mask."""
@@ -217,10 +231,10 @@ class CTCTask(Task):
         """After the model exists: drop items too long or whose transcript cannot fit their frames."""
         unk = self.tokenizer.unk_token_id
 
-        def rule(item: Item) -> str | None:
+        def rule(item: Item, training: bool) -> str | None:
             if item.duration > self.max_seconds:
                 return f"longer than max_seconds={self.max_seconds:g} s"
-            short = self._length_rule(item, self.config.receptive_field / SAMPLE_RATE)
+            short = self._length_rule(item, self.min_input_seconds(training))
             if short:
                 return short
             ids = self.encode(item.text)
@@ -231,7 +245,8 @@ class CTCTask(Task):
                 self.log(f"{item.id}: characters outside the vocabulary map to {self.tokenizer.unk_token}")
             return None
 
-        return filter_items(train, rule, "train", self.log), filter_items(valid, rule, "valid", self.log)
+        return (filter_items(train, lambda it: rule(it, True), "train", self.log),
+                filter_items(valid, lambda it: rule(it, False), "valid", self.log))
 
     def frame_count(self, samples: int) -> int:
         from wavlm.frames import conv_output_lengths
@@ -543,10 +558,12 @@ class XVectorTask(Task):
         from wavlm.heads import xvector_min_samples
 
         low = xvector_min_samples(self.config) / SAMPLE_RATE
-        rule = lambda it: self._length_rule(it, low)  # noqa: E731
-        if self.crop_seconds is not None and self.crop_seconds < low:
-            raise ValueError(f"crop_seconds={self.crop_seconds} is shorter than the x-vector head needs ({low:.3f} s)")
-        return filter_items(train, rule, "train", self.log), filter_items(valid, rule, "valid", self.log)
+        train_low = max(low, self.min_input_seconds(True))
+        if self.crop_seconds is not None and self.crop_seconds < train_low:
+            raise ValueError(f"crop_seconds={self.crop_seconds} is shorter than the x-vector model needs in training "
+                             f"({train_low:.3f} s)")
+        return (filter_items(train, lambda it: self._length_rule(it, train_low), "train", self.log),
+                filter_items(valid, lambda it: self._length_rule(it, low), "valid", self.log))
 
     def collate(self, items, rng):
         limit = self.crop_seconds if rng is not None and self.crop_seconds else self.max_seconds
