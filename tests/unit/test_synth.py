@@ -391,6 +391,14 @@ def test_lhotse_cuts_of_a_conversation_corpus(made, tmp_path):
             [(t.start, t.speaker) for t in turns]
     asr = CutSet.from_file(write_cuts(made["asr"].manifest, tmp_path / "asr.jsonl.gz"))
     assert sorted(c.supervisions[0].text for c in asr) == sorted(r["text"] for r in made["asr"].records)
+    # a cut is named by its record's id, wherever the record sits: targets or outputs made from one manifest match
+    # the same utterances in another (lhotse's from_manifests names them "{id}-{position}")
+    assert all(c.id == c.recording.id for c in list(cuts) + list(asr))
+    later = tmp_path / "later.jsonl"
+    later.write_text("".join(json.dumps({**r, "audio": str(made["asr"].root / r["audio"])}) + "\n"
+                             for r in made["asr"].records[3:]))
+    assert [c.id for c in CutSet.from_file(write_cuts(later, tmp_path / "later.jsonl.gz"))] == \
+        [r["id"] for r in made["asr"].records[3:]]
 
 
 def test_real_sources_fail_clearly_without_apt(tmp_path, monkeypatch):

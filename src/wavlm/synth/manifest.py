@@ -78,22 +78,23 @@ def manifest_to_cuts(path: str | os.PathLike):
     from wavlm.tasks.rttm import read_rttm
 
     path = Path(path)
-    recordings, supervisions = [], []
+    cuts = []
     for r in read_manifest(path, check_audio=True):
-        rec = lhotse.Recording.from_file(resolve(path, r["audio"]), recording_id=r["id"])
-        recordings.append(rec)
+        # the cut is named by the record's id: CutSet.from_manifests would name it "{id}-{position}", so the same
+        # utterance would get another id in another manifest (and miss its pre-training targets, for one)
+        cut = lhotse.Recording.from_file(resolve(path, r["audio"]), recording_id=r["id"]).to_cut()
         custom = {k: r[k] for k in ("label", "voice", "split") if k in r} or None
         if "rttm" in r:
-            for k, turn in enumerate(sorted(read_rttm(resolve(path, r["rttm"])))):
-                supervisions.append(lhotse.SupervisionSegment(
-                    id=f"{r['id']}-{k:03d}", recording_id=r["id"], start=turn.start, duration=turn.duration,
-                    speaker=turn.speaker, custom=custom))
+            turns = sorted(read_rttm(resolve(path, r["rttm"])))
+            cut.supervisions = [lhotse.SupervisionSegment(
+                id=f"{r['id']}-{k:03d}", recording_id=r["id"], start=turn.start, duration=turn.duration,
+                speaker=turn.speaker, custom=custom) for k, turn in enumerate(turns)]
         else:
-            supervisions.append(lhotse.SupervisionSegment(
-                id=r["id"], recording_id=r["id"], start=0.0, duration=rec.duration, text=r.get("text"),
-                speaker=r.get("speaker"), custom=custom))
-    return lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings(recordings),
-                                        supervisions=lhotse.SupervisionSet.from_segments(supervisions))
+            cut.supervisions = [lhotse.SupervisionSegment(
+                id=r["id"], recording_id=r["id"], start=0.0, duration=cut.duration, text=r.get("text"),
+                speaker=r.get("speaker"), custom=custom)]
+        cuts.append(cut)
+    return lhotse.CutSet.from_cuts(cuts)
 
 
 def write_cuts(manifest: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
