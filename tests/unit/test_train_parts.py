@@ -300,6 +300,23 @@ def test_items_shorter_than_one_specaugment_span_are_skipped_in_training_only(tm
         bad.check_fit(both, both)
 
 
+def test_xvector_validation_runs_under_bfloat16_autocast():
+    """The loop evaluates under its autocast; the trial scores used to come out bfloat16, which numpy cannot take,
+    so every bf16 x-vector run (the default where the CPU has native bf16) stopped at its first validation."""
+    from wavlm.train.data import Item
+    from wavlm.train.tasks import XVectorTask
+
+    rng = np.random.default_rng(0)
+    items = [Item(f"u{i}", 1.0, _Cut(rng.normal(size=16000).astype(np.float32) * 0.1), speaker=f"s{i % 2}")
+             for i in range(4)]
+    task = XVectorTask(log=lambda m: None)
+    train, valid = task.prepare(items, items)
+    model = task.build_model(_tiny_config_file(), {}).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = task.evaluate(model, valid, torch.device("cpu"))
+    assert 0.0 <= metrics["eer"] <= 1.0
+
+
 def _tiny_config_file() -> str:
     import tempfile
 

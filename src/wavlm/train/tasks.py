@@ -589,13 +589,13 @@ class XVectorTask(Task):
     def evaluate(self, model, items, device):
         from wavlm.tasks.scoring import compute_eer
 
-        emb = F.normalize(self.embed(model, items, device), dim=1)
-        scores = emb @ emb.T
-        i, j = torch.triu_indices(len(items), len(items), offset=1)
-        same = torch.tensor([items[a].speaker == items[b].speaker for a, b in zip(i.tolist(), j.tolist())])
+        emb = F.normalize(self.embed(model, items, device), dim=1).numpy()
+        scores = emb @ emb.T  # numpy: float32 whatever autocast the loop evaluates under
+        i, j = np.triu_indices(len(items), k=1)
+        same = np.array([items[a].speaker == items[b].speaker for a, b in zip(i.tolist(), j.tolist())])
         if same.all() or not same.any():
             raise ValueError("x-vector validation trials need both same- and different-speaker pairs")
-        eer, _ = compute_eer(scores[i, j].numpy(), same.numpy().astype(int))
+        eer, _ = compute_eer(scores[i, j], same.astype(int))
         return {"eer": float(eer)}
 
 
