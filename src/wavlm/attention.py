@@ -111,8 +111,7 @@ class Attention(nn.Module):
             weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
             out = torch.matmul(F.dropout(weights, dropout, self.training), v)
         elif block_size is None:
-            bias = kernels.gated_bias(gate, position_bias, padding, q.dtype)  # gate * bias + padding
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            out = kernels.gated_attention(q, k, v, gate, position_bias, padding, dropout)
         else:  # long inputs, CPU inference: the same attention over query blocks
             out = kernels.blockwise_attention(q, k, v, gate, position_bias, padding, block_size, dropout)
         out = out.transpose(1, 2).reshape(batch, frames, dim)

@@ -122,6 +122,8 @@ def test_position_bias_is_built_once_per_forward_and_attention_runs_through_sdpa
         return real_sdpa(q, k, v, attn_mask=attn_mask, **kw)
 
     monkeypatch.setattr(wavlm.attention.F, "scaled_dot_product_attention", counting_sdpa)
+    # the reference kernels (a gradient-enabled call would take RecomputedAttention)
+    monkeypatch.setenv(wavlm.kernels.ENV, "reference")
     model(torch.randn(4, 6000))
     frames = (6000 - 400) // 320 + 1
     assert lookups == [(2 * frames - 1, 4)]  # one lookup of the (2T-1) offsets, not a (B*H, T, T) copy

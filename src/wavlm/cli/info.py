@@ -117,5 +117,7 @@ def format_system(info: dict[str, Any], as_json: bool) -> str:
     lines = [f"{key}: {value}" for key, value in info.items() if key != "plans"]
     for p in info["plans"]:
         lines.append(p["plan"] + ":")
-        lines += [f"  {c['operation']:<10} {c['kernel']:<8} {c['reason']}" for c in p["kernels"]]
+        op_width = max(len(c["operation"]) for c in p["kernels"])
+        kernel_width = max(len(c["kernel"]) for c in p["kernels"])
+        lines += [f"  {c['operation']:<{op_width}}  {c['kernel']:<{kernel_width}}  {c['reason']}" for c in p["kernels"]]
     return "\n".join(lines) + "\n"

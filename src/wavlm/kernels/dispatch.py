@@ -30,7 +30,14 @@ KERNELS: dict[str, dict[str, str]] = {
         "sdpa": "F.scaled_dot_product_attention with the gated bias as a float mask (query blocks for long inputs)",
         "onednn": "per-head oneDNN products in 256-row query blocks, the gated bias added in place",
     },
+    "training_attention": {
+        "sdpa": "F.scaled_dot_product_attention with the gated bias as a float mask; autograd keeps the weights",
+        "recompute": "RecomputedAttention: keeps each row's log-sum-exp and the dropout mask, recomputes the "
+                     "(B, H, T, T) weights in backward",
+    },
 }
+# operations that run only with gradients (training); the others have fast kernels for inference only
+TRAINING_OPERATIONS = frozenset({"training_attention"})
 REFERENCE = {op: next(iter(kernels)) for op, kernels in KERNELS.items()}
 
 
@@ -59,9 +66,10 @@ class Choice:
 
 @dataclass(frozen=True)
 class Plan:
-    """The kernels for one (device, dtype): records in the order the model uses them. Gradient-enabled, compiled,
-    traced and exported calls always take the reference kernels (the fast ones have no autograd formulas and are
-    opaque to compilers); the plan is what eager inference runs."""
+    """The kernels for one (device, dtype): records in the order the model uses them. Compiled, traced and exported
+    calls always take the reference kernels (the fast ones are opaque to compilers), and so do gradient-enabled
+    calls of the inference kernels (they have no autograd formulas): the plan is what eager inference runs, and
+    for "training_attention" what eager training runs."""
 
     device: str
     dtype: torch.dtype
@@ -163,7 +171,7 @@ def _plan(device: str, dtype: torch.dtype, cap: Capability | None, override: str
     for op, kernel in forced.items():
         if kernel != REFERENCE[op] and device != "cpu":
             raise KernelConfigError(f"{ENV}: {op}={kernel} runs on the CPU only, not on {device}")
-        if kernel != REFERENCE[op] and not cap.onednn:
+        if kernel == "onednn" and not cap.onednn:
             raise KernelConfigError(f"{ENV}: {op}={kernel} needs oneDNN, which this torch build lacks")
         choices[op] = (kernel, f"forced by {ENV}={override}")
     records = [Choice(op, *choices[op]) for op in KERNELS]
@@ -174,18 +182,33 @@ def _plan(device: str, dtype: torch.dtype, cap: Capability | None, override: str
 
 def _automatic(device: str, dtype: torch.dtype, cap: Capability | None) -> dict[str, tuple[str, str]]:
     """{operation: (kernel, reason)} without overrides."""
+    return {**_inference(device, dtype, cap), "training_attention": _training_attention(device, dtype)}
+
+
+def _training_attention(device: str, dtype: torch.dtype) -> tuple[str, str]:
+    if device != "cpu":
+        return "sdpa", f"SDPA chooses its own backend on {device}"
+    if dtype not in (torch.float32, torch.float64):
+        return "sdpa", f"RecomputedAttention is written for float32/float64, not {str(dtype).replace('torch.', '')}"
+    return "recompute", ("keeps no (B, H, T, T) weights for backward: a base training step (4 x 10 s) peaks at "
+                         "0.66x transformers' memory (BENCHMARKS.md)")
+
+
+def _inference(device: str, dtype: torch.dtype, cap: Capability | None) -> dict[str, tuple[str, str]]:
+    """{operation: (kernel, reason)} of the inference kernels."""
+    inference = [op for op in KERNELS if op not in TRAINING_OPERATIONS]
     if device != "cpu":
         reason = f"device-agnostic PyTorch ops on {device} (SDPA chooses its own backend)"
-        return {op: (kernel, reason) for op, kernel in REFERENCE.items()}
+        return {op: (REFERENCE[op], reason) for op in inference}
     name = str(dtype).replace("torch.", "")
     if not cap.onednn:
-        return {op: (kernel, "this torch build has no oneDNN") for op, kernel in REFERENCE.items()}
+        return {op: (REFERENCE[op], "this torch build has no oneDNN") for op in inference}
     if dtype not in (torch.float32, torch.bfloat16):
-        return {op: (kernel, f"oneDNN inference kernels are used for float32/bfloat16 only, not {name}")
-                for op, kernel in REFERENCE.items()}
+        return {op: (REFERENCE[op], f"oneDNN inference kernels are used for float32/bfloat16 only, not {name}")
+                for op in inference}
     if dtype == torch.bfloat16 and not cap.bf16:
-        return {op: (kernel, f"{cap.bf16_reason}; plain PyTorch runs bfloat16 without crashing")
-                for op, kernel in REFERENCE.items()}
+        return {op: (REFERENCE[op], f"{cap.bf16_reason}; plain PyTorch runs bfloat16 without crashing")
+                for op in inference}
     if cap.isa.startswith("AVX512"):
         return {
             "linear": ("onednn", "oneDNN's GEMM uses AVX-512 (MKL stays on AVX2 on AMD CPUs): about 2x F.linear"),
@@ -200,8 +223,8 @@ def _automatic(device: str, dtype: torch.dtype, cap: Capability | None) -> dict[
             "attention": ("sdpa", "SDPA with the gated bias as a float mask: the fastest alone on AVX2 "
                                   "(BENCHMARKS.md)"),
         }
-    return {op: (kernel, f"oneDNN kernels are chosen for AVX2/AVX-512 CPUs only, this one is {cap.isa}")
-            for op, kernel in REFERENCE.items()}
+    return {op: (REFERENCE[op], f"oneDNN kernels are chosen for AVX2/AVX-512 CPUs only, this one is {cap.isa}")
+            for op in inference}
 
 
 def bfloat16_choice(device: str, cap: Capability | None) -> Choice:
@@ -228,10 +251,22 @@ def _eager_inference(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) 
     return all(w is None or w.dtype == x.dtype for w in weights)
 
 
+def _eager_training(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> bool:
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if not torch.is_grad_enabled() or not (x.requires_grad or any(w is not None and w.requires_grad
+                                                                  for w in weights)):
+        return False
+    if torch.is_autocast_enabled(x.device.type):  # the training kernels have no autocast rules
+        return False
+    return all(w is None or w.dtype == x.dtype for w in weights)
+
+
 def kernel(operation: str, x: torch.Tensor, *weights: torch.Tensor | None) -> str:
-    """The kernel `operation` runs for input x (and weights of x's dtype): the plan's in eager inference, the
-    reference otherwise."""
-    if not _eager_inference(x, weights):
+    """The kernel `operation` runs for input x (and weights of x's dtype): the plan's in eager inference (eager
+    training for TRAINING_OPERATIONS), the reference otherwise."""
+    eager = _eager_training if operation in TRAINING_OPERATIONS else _eager_inference
+    if not eager(x, weights):
         return REFERENCE[operation]
     return plan(x.device, x.dtype).kernel(operation)
 
