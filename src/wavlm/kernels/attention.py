@@ -7,6 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from wavlm.kernels.dense import matmul_nt
 from wavlm.kernels.dispatch import kernel
@@ -52,7 +53,7 @@ def gated_bias(gate: torch.Tensor, bias: torch.Tensor, padding: torch.Tensor | N
 
 
 def gated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, bias: torch.Tensor,
-              padding: torch.Tensor | None, dropout: float = 0.0) -> torch.Tensor:
+                    padding: torch.Tensor | None, dropout: float = 0.0) -> torch.Tensor:
     """softmax(q k^T / sqrt(K) + gate * bias + padding) v with dropout on the weights, in one piece: q, k, v
     (B, H, T, K), gate (B, H, T, 1), bias (1, H, T, T), padding (B, 1, 1, T) of 0/-inf or None. Training on the CPU
     takes RecomputedAttention (the plan's "training_attention"), everything else SDPA with the gated bias as a mask."""
@@ -77,12 +78,12 @@ def dropout_keep_mask(shape: tuple[int, ...], p: float, device: torch.device) ->
 
 
 class RecomputedAttention(torch.autograd.Function):
-    """The attention of `gated_attention` for training, with less kept for backward. Autograd through SDPA's math kernel
-    keeps the (B, H, T, T) weights and their dropped-out copy for backward (about 137 MB per base layer at 4 x 10 s);
-    this keeps each row's log-sum-exp and the dropout mask (bool) and recomputes the weights in backward from q, k
+    """The attention of `gated_attention` for training, with less kept for backward. Autograd through SDPA's math
+    kernel keeps the (B, H, T, T) weights and their dropped-out copy (about 137 MB per base layer at 4 x 10 s); this
+    keeps each row's log-sum-exp and the dropout mask (bool) and recomputes the weights in backward from q, k
     and the gated bias: one more q k^T product and exp, and (B, H, T, T) float temporaries only while a layer runs.
     The dropout scale is applied to the (B, H, T, K) products rather than to the weights. Gradients reach q, k, v,
-    the gate and the bias (so the gate's linear layer and the bias table train)."""
+    the gate and the bias (so the gate's linear layer and the bias table train); no second derivatives."""
 
     @staticmethod
     def _weights(q, k, gate, bias, padding, lse=None):
@@ -115,6 +116,7 @@ class RecomputedAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         q, k, v, gate, bias, padding, lse, out, keep = ctx.saved_tensors
         batch, heads, frames, dim = q.shape
