@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import time
+
+from _steps import in_own_process, time_steps
 
 
 def one(precision: str, args: argparse.Namespace) -> dict:
@@ -33,24 +31,16 @@ def one(precision: str, args: argparse.Namespace) -> dict:
     x = torch.randn(args.batch, samples, device=device)
     labels = torch.randint(0, args.clusters, (args.batch, int(model.frames(samples))), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(args.steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+
+    def step() -> None:
         with autocast:
             out = model(x, labels=labels)
         out.loss.backward()  # the feature penalty is in the loss
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else
-            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024)
-    step = min(times[1:])
-    return {"precision": precision, "step_s": step, "audio_s_per_s": args.batch * args.seconds / step,
+
+    step_s, peak = time_steps(step, args.steps, device)
+    return {"precision": precision, "step_s": step_s, "audio_s_per_s": args.batch * args.seconds / step_s,
             "peak_bytes": peak}
 
 
@@ -78,13 +68,7 @@ def main() -> None:
         if precision == "bf16" and not bfloat16_native(args.device):
             print(f"  {precision}: skipped (no native bfloat16 on this {args.device})")
             continue
-        # each precision in its own process, so that the peak memory is its own
-        forwarded = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("one", "precision")]
-        r = subprocess.run([sys.executable, __file__, "--one", precision, *forwarded], capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            sys.exit(f"{precision} run failed:\n{r.stderr}")
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        res = in_own_process(__file__, "one", precision, args)  # its own peak memory
         print(f"  {precision:5s} {res['step_s']:7.2f} s/step  {res['audio_s_per_s']:6.2f} audio s/s  "
               f"peak {res['peak_bytes'] / 2**20:8.1f} MiB")
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import time
+
+from _steps import in_own_process, time_steps
 
 
 def one(lib: str, args: argparse.Namespace) -> dict:
@@ -35,22 +33,14 @@ def one(lib: str, args: argparse.Namespace) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x = torch.randn(args.batch, int(args.seconds * 16000), device=device)
     labels = torch.randint(5, 32, (args.batch, int(args.seconds * 12)), device=device)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(args.steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        loss = model(x, labels=labels).loss
-        loss.backward()
+
+    def step() -> None:
+        model(x, labels=labels).loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else
-            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024)
-    return {"lib": lib, "step_s": min(times[1:]), "peak_bytes": peak}
+
+    step_s, peak = time_steps(step, args.steps, device)
+    return {"lib": lib, "step_s": step_s, "peak_bytes": peak}
 
 
 def main() -> None:
@@ -65,10 +55,7 @@ def main() -> None:
     if args.lib:
         print(json.dumps(one(args.lib, args)))
         return
-    rows = {}
-    for lib in ("wavlm", "transformers"):
-        cmd = [sys.executable, __file__, "--lib", lib] + [f"--{k}={v}" for k, v in vars(args).items() if k != "lib"]
-        rows[lib] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    rows = {lib: in_own_process(__file__, "lib", lib, args) for lib in ("wavlm", "transformers")}
     w, t = rows["wavlm"], rows["transformers"]
     print(f"training step, base config with {args.layers} layers, {args.batch} x {args.seconds:g} s, fp32, "
           f"{args.device}, AdamW, feature encoder frozen")

@@ -40,6 +40,12 @@ def receptive_field(kernels: Sequence[int] = DEFAULT_KERNELS, strides: Sequence[
     return field
 
 
+def min_samples(num_frames: int, kernels: Sequence[int] = DEFAULT_KERNELS,
+                strides: Sequence[int] = DEFAULT_STRIDES) -> int:
+    """The fewest samples that give `num_frames` frames: the receptive field, and one stride per further frame."""
+    return (num_frames - 1) * frame_stride(strides) + receptive_field(kernels, strides)
+
+
 def conv_output_lengths(lengths: Any, kernels: Sequence[int] = DEFAULT_KERNELS,
                         strides: Sequence[int] = DEFAULT_STRIDES) -> Any:
     """Output length of a stack of unpadded convolutions: floor((n - kernel) / stride) + 1 per layer, as

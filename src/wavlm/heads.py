@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavlm.config import WavLMConfig
+from wavlm.frames import min_samples
 from wavlm.model import WavLMModel, WavLMPreTrainedModel
 from wavlm.outputs import CausalLMOutput, SequenceClassifierOutput, TokenClassifierOutput, XVectorOutput
 
@@ -327,7 +328,7 @@ def frames_needed(config: WavLMConfig) -> int:
 
 def xvector_min_samples(config: WavLMConfig) -> int:
     """Samples (at 16 kHz) of the shortest input an x-vector model embeds: frames_needed backbone frames."""
-    return (frames_needed(config) - 1) * config.frame_stride + config.receptive_field
+    return min_samples(frames_needed(config), config.conv_kernel, config.conv_stride)
 
 
 # ------------------------------------------------------------------------------------------------- label checks

@@ -243,21 +243,14 @@ def bfloat16_native(device: torch.device | str = "cpu") -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ call sites
-def _eager_inference(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> bool:
+def _eager(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...], training: bool) -> bool:
+    """True where the plan applies: an eager call (not compiled, traced or exported) whose tensors share x's dtype
+    and that needs gradients exactly when `training` (a training kernel also refuses autocast: it has no rules)."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(w is not None and w.requires_grad for w in weights)):
-        return False
-    return all(w is None or w.dtype == x.dtype for w in weights)
-
-
-def _eager_training(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> bool:
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
-        return False
-    if not torch.is_grad_enabled() or not (x.requires_grad or any(w is not None and w.requires_grad
-                                                                  for w in weights)):
-        return False
-    if torch.is_autocast_enabled(x.device.type):  # the training kernels have no autocast rules
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(w is not None and w.requires_grad
+                                                                     for w in weights))
+    if needs_grad != training or (training and torch.is_autocast_enabled(x.device.type)):
         return False
     return all(w is None or w.dtype == x.dtype for w in weights)
 
@@ -265,8 +258,7 @@ def _eager_training(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -
 def kernel(operation: str, x: torch.Tensor, *weights: torch.Tensor | None) -> str:
     """The kernel `operation` runs for input x (and weights of x's dtype): the plan's in eager inference (eager
     training for TRAINING_OPERATIONS), the reference otherwise."""
-    eager = _eager_training if operation in TRAINING_OPERATIONS else _eager_inference
-    if not eager(x, weights):
+    if not _eager(x, weights, training=operation in TRAINING_OPERATIONS):
         return REFERENCE[operation]
     return plan(x.device, x.dtype).kernel(operation)
 

@@ -86,7 +86,9 @@ class PretrainTask(Task):
         return filter_items(train, rule, "train", self.log), filter_items(valid, rule, "valid", self.log)
 
     def check_fit(self, train: list[Item], valid: list[Item]) -> tuple[list[Item], list[Item]]:
-        shortest = (self.head.mask_length - 1) * self.geometry.stride + self.config.receptive_field
+        from wavlm.frames import min_samples
+
+        shortest = min_samples(self.head.mask_length, self.config.conv_kernel, self.config.conv_stride)
 
         def rule(item: Item) -> str | None:
             if item.duration * SAMPLE_RATE < shortest:

@@ -118,22 +118,22 @@ class Task:
 
     def check_fit(self, train: list[Item], valid: list[Item]) -> tuple[list[Item], list[Item]]:
         """After build_model: drop items shorter than the model takes (min_input_seconds)."""
-        if self.crop_seconds is not None and self.crop_seconds < self.min_input_seconds(True):
+        train_low, valid_low = self.min_input_seconds(True), self.min_input_seconds(False)
+        if self.crop_seconds is not None and self.crop_seconds < train_low:
             raise ValueError(f"crop_seconds={self.crop_seconds} is shorter than the model needs in training "
-                             f"({self.min_input_seconds(True):.3f} s)")
-        return (filter_items(train, lambda it: self._length_rule(it, self.min_input_seconds(True)), "train", self.log),
-                filter_items(valid, lambda it: self._length_rule(it, self.min_input_seconds(False)), "valid",
-                             self.log))
+                             f"({train_low:.3f} s)")
+        return (filter_items(train, lambda it: self._length_rule(it, train_low), "train", self.log),
+                filter_items(valid, lambda it: self._length_rule(it, valid_low), "valid", self.log))
 
     def min_input_seconds(self, training: bool) -> float:
         """The shortest input the model takes: its receptive field (one frame), and in training with SpecAugment on,
         one time-mask span (mask_time_length frames): a batch shorter than that stops the run, as in transformers
         ("mask_length ... must not exceed the number of frames")."""
+        from wavlm.frames import min_samples
+
         c = self.config
-        samples = c.receptive_field
-        if training and c.apply_spec_augment and c.mask_time_prob > 0:
-            samples = max(samples, (c.mask_time_length - 1) * c.frame_stride + c.receptive_field)
-        return samples / SAMPLE_RATE
+        masked = training and c.apply_spec_augment and c.mask_time_prob > 0
+        return min_samples(max(1, c.mask_time_length) if masked else 1, c.conv_kernel, c.conv_stride) / SAMPLE_RATE
 
     def audio_batch(self, wavs: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """Normalised (as the feature extractor does at inference), right-padded input_values + attention_mask."""
@@ -230,11 +230,12 @@ class CTCTask(Task):
     def check_fit(self, train: list[Item], valid: list[Item]) -> tuple[list[Item], list[Item]]:
         """After the model exists: drop items too long or whose transcript cannot fit their frames."""
         unk = self.tokenizer.unk_token_id
+        low = {True: self.min_input_seconds(True), False: self.min_input_seconds(False)}
 
         def rule(item: Item, training: bool) -> str | None:
             if item.duration > self.max_seconds:
                 return f"longer than max_seconds={self.max_seconds:g} s"
-            short = self._length_rule(item, self.min_input_seconds(training))
+            short = self._length_rule(item, low[training])
             if short:
                 return short
             ids = self.encode(item.text)
