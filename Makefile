@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test unit demo venv system bench clean
+.PHONY: test unit demo venv system bench recipe clean
 
 venv: system $(STAMP)
 
@@ -33,6 +33,10 @@ demo: system $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_speed.py
+
+# the shipped models (src/wavlm/zoo): about 40 minutes on 2 CPU cores, resumable; --ship replaces them
+recipe: system $(STAMP)
+	$(PY) recipes/tiny/recipe.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -5,6 +5,7 @@ huggingface_hub is optional (`pip install wavlm[hub]`) and imported only when a 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -73,6 +74,14 @@ def resolve_files(
         raise OSError(f"{name} is a file; pass the directory that holds {', '.join(filenames)}")
     if _looks_like_path(name) or not name:
         raise OSError(f"no such directory: {name!r}")
+    from wavlm.zoo import notice, shipped_path
+
+    shipped = shipped_path(name)
+    if shipped is not None:  # a model wavlm ships (wavlm.zoo): no Hub, no network
+        warnings.warn(notice(name), UserWarning, stacklevel=3)
+        if subfolder and not (shipped / subfolder).is_dir():
+            raise OSError(f"{name} has no subfolder {subfolder!r}")
+        return shipped / subfolder if subfolder else shipped
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:

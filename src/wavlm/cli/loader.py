@@ -4,6 +4,8 @@ tokenizer); config.json is read once; the model comes back with its feature extr
 loading did (wavlm.checkpoint.LoadingInfo), from which a missing task head is recognised."""
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -51,12 +53,18 @@ def resolve_source(name: str, files: Sequence[str] = (), weights: bool = True) -
 
     patterns = list(dict.fromkeys([*(HUB_PATTERNS if weights else [CONFIG_FILE]), *files]))
     try:
-        directory = resolve_files(name, patterns)
+        with warnings.catch_warnings():  # a shipped model's notice goes to stderr once, below
+            warnings.simplefilter("ignore", UserWarning)
+            directory = resolve_files(name, patterns)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{name} has no {CONFIG_FILE}")
         config = WavLMConfig.from_json_file(directory / CONFIG_FILE)
     except (OSError, ValueError, TypeError) as e:
         raise UsageError(f"cannot read the model {name!r}: {e}") from None
+    from wavlm.zoo import notice, shipped_path
+
+    if shipped_path(name) is not None and directory == shipped_path(name):
+        print(f"note: {notice(name)}", file=sys.stderr, flush=True)
     return Source(name, directory=directory, config=config)
 
 
