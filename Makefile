@@ -34,7 +34,7 @@ demo: system $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_speed.py
 
-# the shipped models (src/wavlm/zoo): about 40 minutes on 2 CPU cores, resumable; --ship replaces them
+# the shipped models (src/wavlm/zoo): about 50 minutes on 2 CPU cores, resumable; --ship replaces them
 recipe: system $(STAMP)
 	$(PY) recipes/tiny/recipe.py
 
