@@ -234,6 +234,11 @@ def main() -> None:
                         "exit 1 when a figure is more than --tolerance from src/wavlm/zoo/results.json")
     p.add_argument("--tolerance", type=float, default=0.02, help="with --check-shipped (default %(default)s)")
     args = p.parse_args()
+    tasks = [t for t in args.tasks.split(",") if t]
+    if not tasks or set(tasks) - set(TASKS):
+        p.error(f"--tasks takes a comma-separated subset of {', '.join(TASKS)}, got {args.tasks!r}")
+    if args.ship and (set(tasks) != set(TASKS) or args.quick):
+        p.error("--ship replaces every shipped model and results.json: the full recipe, with all tasks")
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -245,7 +250,6 @@ def main() -> None:
     if args.check_shipped:
         sys.exit(check_shipped(corpora, args.tolerance, "quick" if args.quick else "full"))
     encoder = pretrain(work, corpora, scale)
-    tasks = [t for t in args.tasks.split(",") if t]
     results: dict = {"scale": "quick" if args.quick else "full", "seed": SEED, "encoder": ENCODER,
                      "pretrain_steps": scale.pretrain_steps, "steps": scale.steps, "tasks": {}}
     for task in tasks:

@@ -1,4 +1,5 @@
-"""Resolve a local directory or a Hugging Face Hub repo id to a local directory holding the requested files.
+"""Resolve a local directory, the name of a model wavlm ships (wavlm.zoo) or a Hugging Face Hub repo id to a local
+directory holding the requested files.
 
 huggingface_hub is optional (`pip install wavlm[hub]`) and imported only when a Hub id is given.
 """

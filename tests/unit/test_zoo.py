@@ -74,7 +74,7 @@ def test_cli_prints_the_notice(tmp_path):
     import soundfile
 
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
-    r = subprocess.run([sys.executable, "-m", "wavlm", "transcribe", "--model", "tiny-synth-ctc", str(tmp_path / "a.wav"),
-                        "-q"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "wavlm", "transcribe", "--model", "tiny-synth-ctc",
+                        str(tmp_path / "a.wav"), "-q"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "only on synthetic voices" in r.stderr and r.stderr.count("note:") == 1

@@ -21,8 +21,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "tiny-synth-commands": ("WavLMForSequenceClassification",
                             "ten command words: YES NO UP DOWN LEFT RIGHT ON OFF STOP GO"),
 }
-NOTICE = ("{name} is a tiny model (0.3 M parameters) trained by wavlm's recipes/tiny only on synthetic voices "
-          "(espeak-ng, flite): it knows no real speech, and its outputs on real recordings are poor")
+NOTICE = ("{name} is a tiny model (a 0.3 M-parameter encoder) trained by wavlm's recipes/tiny only on "
+          "synthetic voices (espeak-ng, flite): it knows no real speech, and its outputs on real recordings are poor")
 
 
 def shipped_path(name: str | os.PathLike) -> Path | None:
