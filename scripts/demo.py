@@ -216,7 +216,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="wavlm-demo-"))
     try:
         banner("wavlm command-line demo. After the shipped models, the models are tiny and RANDOMLY INITIALISED: "
-               "their transcripts, labels,\nscores and speakers are meaningless. The demo shows each subcommand and the files it writes."
+               "their transcripts, labels,\nscores and speakers are meaningless. The demo shows each subcommand and "
+               "the files it writes."
                "\nSet MODEL=<dir, Hub id or .pt> to run the subcommands its head supports on a real model too.")
         shipped_models(work / "held-out")
         audio = work / "audio"

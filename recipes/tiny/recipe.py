@@ -62,9 +62,15 @@ TASKS = {
     "classify": ("commands", ["--lr", "3e-3", "--batch-seconds", "32", "--mask-time-prob", "0"]),
     "ctc": ("asr", ["--lr", "3e-3", "--batch-seconds", "32"]),
 }
-ZOO_NAMES = {"ctc": "tiny-synth-ctc", "xvector": "tiny-synth-xvector", "frames": "tiny-synth-frames",
-             "classify": "tiny-synth-commands"}
 REAL = {"ctc": ["pocketsphinx", "alsa"], "frames": ["pyannote"]}
+
+
+def zoo_name(task: str) -> str:
+    """The name the model of `task` is shipped under (wavlm.zoo.MODELS, by its head class)."""
+    from wavlm.train.tasks import TASKS as TASK_CLASSES
+    from wavlm.zoo import MODELS
+
+    return next(name for name, (head, _) in MODELS.items() if head == TASK_CLASSES[task].model_class)
 
 
 def log(message: str) -> None:
@@ -178,23 +184,23 @@ def real_manifests(names: list[str]) -> dict[str, Path | str]:
     return out
 
 
-def write_curves(work: Path, runs: dict[str, Path], path: Path) -> None:
+def write_curves(work: Path, tasks: list[str], path: Path) -> None:
+    """Training loss per step: pre-training, then each head from the pre-trained (solid) and random (dashed) encoder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.2))
-    for ax, (name, run) in zip(axes, runs.items()):
-        for init, style in (("pretrained", "-"), ("random", "--")):
-            folder = run if name == "pretrain" else work / "finetune" / f"{name}-{init}"
-            if name == "pretrain" and init == "random":
-                continue
+    panels = {"pretrain": [("masked prediction", "-", work / "pretrain" / "run")]}
+    panels.update({task: [(init, style, work / "finetune" / f"{task}-{init}")
+                          for init, style in (("pretrained", "-"), ("random", "--"))] for task in tasks})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (title, lines) in zip(axes, panels.items()):
+        for label, style, folder in lines:
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
             rows = [r for r in rows if "loss" in r]
-            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], style, lw=0.8,
-                    label=init if name != "pretrain" else "masked prediction")
-        ax.set_title(name)
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], style, lw=0.8, label=label)
+        ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
@@ -269,7 +275,7 @@ def main() -> None:
     results["seconds"] = round(time.perf_counter() - started, 1)
     (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (work / "results.md").write_text(table(results))
-    write_curves(work, {"pretrain": encoder.parent, **{t: None for t in tasks}}, work / "curves.png")
+    write_curves(work, tasks, work / "curves.png")
     print(table(results))
     log(f"done in {results['seconds']:.0f} s: {work / 'results.json'}, {work / 'curves.png'}")
     if args.ship:
@@ -280,7 +286,7 @@ def ship(work: Path, tasks: list[str], results: dict) -> None:
     """Copy the models fine-tuned from the pre-trained encoder into src/wavlm/zoo/<name>/, with results."""
     ZOO.mkdir(parents=True, exist_ok=True)
     for task in tasks:
-        dest = ZOO / ZOO_NAMES[task]
+        dest = ZOO / zoo_name(task)
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(work / "finetune" / f"{task}-pretrained" / "best", dest)
         log(f"shipped {dest}")
@@ -292,15 +298,17 @@ def check_shipped(corpora: dict[str, Path], tolerance: float, scale: str) -> int
     """Evaluate the shipped models again on the regenerated synthetic test splits; 1 when a figure moved."""
     from wavlm.zoo import ZOO_DIR, results
 
-    shipped = results().get("tasks", {})
+    recorded = results()
+    shipped = recorded.get("tasks", {})
     if not shipped:
         print(f"no results.json in {ZOO_DIR}: nothing shipped to check")
         return 1
-    if results().get("scale") != scale:
-        print(f"the shipped models come from the {results().get('scale')} recipe; this is the {scale} one")
+    if recorded.get("scale") != scale:
+        print(f"the shipped models come from the {recorded.get('scale')} recipe; this is the {scale} one")
         return 1
     moved = []
-    for task, name in ZOO_NAMES.items():
+    for task in TASKS:
+        name = zoo_name(task)
         corpus = corpora[TASKS[task][0]]
         now = evaluate(task, ZOO_DIR / name, corpus / "train.jsonl", corpus / "test.jsonl")
         then = shipped[task]["test"]["synthetic test"]["pretrained"]

@@ -4,7 +4,6 @@ tokenizer); config.json is read once; the model comes back with its feature extr
 loading did (wavlm.checkpoint.LoadingInfo), from which a missing task head is recognised."""
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from wavlm.cli.dist import dist_info
 from wavlm.cli.options import RunOptions
-from wavlm.cli.report import UsageError, warnings_logged
+from wavlm.cli.report import UsageError, log, warnings_logged
 
 CONFIG_FILE = "config.json"
 FRONT_END_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -63,8 +62,8 @@ def resolve_source(name: str, files: Sequence[str] = (), weights: bool = True) -
         raise UsageError(f"cannot read the model {name!r}: {e}") from None
     from wavlm.zoo import notice, shipped_path
 
-    if shipped_path(name) is not None and directory == shipped_path(name):
-        print(f"note: {notice(name)}", file=sys.stderr, flush=True)
+    if directory == shipped_path(name):  # not a local folder of that name
+        log(f"note: {notice(name)}")
     return Source(name, directory=directory, config=config)
 
 
